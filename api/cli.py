@@ -1,0 +1,63 @@
+"""The ``casework`` command: a Flask CLI group, so Flask-Migrate's ``db`` commands live under it."""
+
+from __future__ import annotations
+
+import os
+
+import click
+from flask import Flask
+from flask.cli import FlaskGroup
+
+from api.extensions import db
+from casework.errors import CaseworkError
+
+
+def register_commands(app: Flask) -> None:
+    @app.cli.command("create-admin")
+    @click.argument("username")
+    @click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
+    def create_admin(username: str, password: str) -> None:
+        """Create an administrator (who then creates the other users)."""
+        from casework.services.users import create_user
+
+        try:
+            create_user(db.session, username=username, password=password, role="admin", org_unit=None)
+        except CaseworkError as exc:
+            raise click.ClickException(exc.detail) from None
+        click.echo(f"admin {username} created")
+
+    @app.cli.command("demo")
+    @click.option("--password", default=None, help="password for the demo logins")
+    def demo(password: str | None) -> None:
+        """Load the demo region of every seed policy; safe to run twice."""
+        from casework.services.demo import DEMO_PASSWORD, load_demo
+
+        summary = load_demo(db.session, password=password or DEMO_PASSWORD)
+        added = ", ".join(f"{count} {what}" for what, count in summary.created.items())
+        click.echo(f"demo region loaded ({added} added)")
+        click.echo(f"logins (password: {password or DEMO_PASSWORD}):")
+        for username, role, unit in summary.logins:
+            click.echo(f"  {username:<24} {role:<20} {unit}")
+
+    @app.cli.command("diagram")
+    def diagram() -> None:
+        """Print the case state machine as a Mermaid diagram."""
+        from workflows.case_machine import mermaid
+
+        click.echo(mermaid(), nl=False)
+
+    @app.cli.command("serve")
+    @click.option("--host", default=lambda: os.environ.get("CASEWORK_HOST", "127.0.0.1"))
+    @click.option("--port", default=lambda: int(os.environ.get("CASEWORK_PORT", "5000")), type=int)
+    @click.option("--workers", default=lambda: int(os.environ.get("CASEWORK_WORKERS", "2")), type=int)
+    def serve(host: str, port: int, workers: int) -> None:
+        """Serve the API with gunicorn."""
+        from api.server import run
+
+        run(host, port, workers)
+
+
+def main() -> None:
+    from api.app import create_app
+
+    FlaskGroup(create_app=create_app, add_version_option=False)(prog_name="casework")

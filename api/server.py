@@ -1,0 +1,38 @@
+"""Running the API under gunicorn: several worker processes, each building its own app."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+
+class _Server(BaseApplication):
+    def __init__(self, options: dict[str, Any]) -> None:
+        self.options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self.options.items():
+            self.cfg.set(key, value)
+
+    def load(self):
+        # Built in each worker after fork: database connections are never shared across processes.
+        from api.app import create_app
+
+        return create_app()
+
+
+def run(host: str, port: int, workers: int) -> None:
+    _Server(
+        {
+            "bind": f"{host}:{port}",
+            "workers": workers,
+            "threads": int(os.environ.get("CASEWORK_THREADS", "4")),
+            "timeout": int(os.environ.get("CASEWORK_TIMEOUT", "30")),
+            "accesslog": "-",
+            # The access log shows paths and status only: no query strings, which may carry names.
+            "access_log_format": '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms',
+        }
+    ).run()

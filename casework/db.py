@@ -1,0 +1,108 @@
+"""Declarative base, portable column types and engine set-up for SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+
+from sqlalchemy import JSON, DateTime, Engine, MetaData, event
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Session
+from sqlalchemy.types import TypeDecorator
+
+# Named constraints, or Alembic's batch mode cannot recreate SQLite tables that carry them.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware datetimes in, aware UTC datetimes out, on both engines.
+
+    SQLite has no time zone type and would hand back naive values; storing UTC and re-attaching
+    the zone keeps comparisons and ISO output identical on both engines.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given where an aware one is required")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+JSONDocument = JSON().with_variant(JSONB(), "postgresql")
+
+SQLITE_IMMEDIATE = "casework_sqlite_immediate"
+
+
+def configure_engine(engine: Engine) -> None:
+    """Install the SQLite pragmas and transaction handling; PostgreSQL needs nothing here.
+
+    pysqlite's own transaction handling issues a deferred BEGIN lazily, so two writers that both
+    read first deadlock into "database is locked". We take over BEGIN: write transactions start
+    with BEGIN IMMEDIATE (the SQLite equivalent of locking the row up front), reads with BEGIN.
+    """
+    if engine.dialect.name != "sqlite" or getattr(engine, "_casework_configured", False):
+        return
+    engine._casework_configured = True  # type: ignore[attr-defined]
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection) -> None:
+        immediate = connection.get_execution_options().get(SQLITE_IMMEDIATE, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+@contextmanager
+def write_transaction(session: Session) -> Iterator[Session]:
+    """One write transaction: commits on success, rolls back on any error.
+
+    A read-only transaction the caller left open (authentication, say) is ended first, because
+    SQLite cannot turn a read transaction into an immediate one. Pending unflushed changes from
+    the caller would be committed by accident, so they are refused.
+    """
+    if session.in_transaction():
+        if session.new or session.dirty or session.deleted:
+            raise RuntimeError("write_transaction() entered with uncommitted changes in the session")
+        session.commit()
+    session.connection(execution_options={SQLITE_IMMEDIATE: True})
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,227 @@
+"""The persistent model: org units, hospitals, expert groups, persons, cases, case events, users."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from casework.db import Base, JSONDocument, UTCDateTime, utcnow
+from workflows.case_machine import OPEN_STATES, TERMINAL_STATES
+from workflows.policy_pack import CATEGORIES
+
+# SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets a bigint identity.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+REGION_LEVELS = ("province", "city", "county", "township", "village")
+ORG_KINDS = (*REGION_LEVELS, "hospital", "expert_group")
+HOSPITAL_LEVELS = ("village_clinic", "township", "county", "municipal", "provincial")
+EXPERT_LEVELS = ("municipal", "provincial")
+ROLES = ("admin", "supervisor", "county_coordinator", "village_doctor", "hospital", "expert")
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class OrgUnit(Base):
+    """Anything a user can belong to: a region (GB/T 2260 and statistical codes), a hospital or an
+    expert group. Hospitals and groups hang under the region they sit in, so one tree serves
+    supervisors' subtrees and the alert escalation ladder alike."""
+
+    __tablename__ = "org_units"
+    __table_args__ = (CheckConstraint(_in("kind", ORG_KINDS), name="kind"),)
+
+    code: Mapped[str] = mapped_column(String(20), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(20))
+    parent_code: Mapped[str | None] = mapped_column(ForeignKey("org_units.code"), index=True)
+
+    parent: Mapped[OrgUnit | None] = relationship(remote_side=[code])
+
+
+class Hospital(Base):
+    __tablename__ = "hospitals"
+    __table_args__ = (CheckConstraint(_in("level", HOSPITAL_LEVELS), name="level"),)
+
+    code: Mapped[str] = mapped_column(ForeignKey("org_units.code"), primary_key=True)
+    level: Mapped[str] = mapped_column(String(20))
+    region_code: Mapped[str] = mapped_column(ForeignKey("org_units.code"), index=True)
+
+    org_unit: Mapped[OrgUnit] = relationship(foreign_keys=[code])
+
+    @property
+    def name(self) -> str:
+        return self.org_unit.name
+
+
+class HospitalDesignation(Base):
+    """A hospital is designated (定点) for a disease under one policy pack."""
+
+    __tablename__ = "hospital_designations"
+
+    hospital_code: Mapped[str] = mapped_column(ForeignKey("hospitals.code"), primary_key=True)
+    policy_code: Mapped[str] = mapped_column(String(60), primary_key=True)
+    disease_code: Mapped[str] = mapped_column(String(60), primary_key=True)
+
+    __table_args__ = (Index(None, "policy_code", "disease_code"),)
+
+
+class ExpertGroup(Base):
+    __tablename__ = "expert_groups"
+    __table_args__ = (CheckConstraint(_in("level", EXPERT_LEVELS), name="level"),)
+
+    code: Mapped[str] = mapped_column(ForeignKey("org_units.code"), primary_key=True)
+    level: Mapped[str] = mapped_column(String(20))
+    region_code: Mapped[str] = mapped_column(ForeignKey("org_units.code"), index=True)
+
+    org_unit: Mapped[OrgUnit] = relationship(foreign_keys=[code])
+
+    @property
+    def name(self) -> str:
+        return self.org_unit.name
+
+
+class ExpertGroupPartner(Base):
+    """Higher-level or partner hospitals (对口支援医院) an expert group can accept a patient into."""
+
+    __tablename__ = "expert_group_partners"
+
+    group_code: Mapped[str] = mapped_column(ForeignKey("expert_groups.code"), primary_key=True)
+    hospital_code: Mapped[str] = mapped_column(ForeignKey("hospitals.code"), primary_key=True)
+
+
+class Person(Base):
+    __tablename__ = "persons"
+    __table_args__ = (
+        CheckConstraint(_in("category", CATEGORIES), name="category"),
+        CheckConstraint("sex IN ('M', 'F')", name="sex"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    id_number: Mapped[str] = mapped_column(String(18), unique=True)
+    name: Mapped[str] = mapped_column(String(100))
+    sex: Mapped[str] = mapped_column(String(1))
+    birth_date: Mapped[date] = mapped_column(Date)
+    village_code: Mapped[str] = mapped_column(ForeignKey("org_units.code"), index=True)
+    category: Mapped[str] = mapped_column(String(30))
+    category_since: Mapped[date] = mapped_column(Date)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+_open = _in("state", OPEN_STATES)
+
+
+class Case(Base):
+    """One patient case. The row holds the current position; the events hold the history, and
+    :func:`casework.services.cases.replay` rebuilds this row's workflow fields from them."""
+
+    __tablename__ = "cases"
+    __table_args__ = (
+        CheckConstraint(_in("state", OPEN_STATES + TERMINAL_STATES), name="state"),
+        CheckConstraint("version >= 1", name="version"),
+        # One open case per person and disease; closed ones may be many (and reopen checks this).
+        Index(
+            "uq_cases_open_person_disease",
+            "person_id",
+            "disease_code",
+            unique=True,
+            sqlite_where=text(_open),
+            postgresql_where=text(_open),
+        ),
+        # The overdue scan: open cases by deadline.
+        Index("ix_cases_due_open", "due_at", sqlite_where=text(_open), postgresql_where=text(_open)),
+        Index("ix_cases_county_id", "county_code", "id"),
+        Index("ix_cases_state_id", "state", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("persons.id"), index=True)
+    disease_code: Mapped[str] = mapped_column(String(60))
+    policy_code: Mapped[str] = mapped_column(String(60))
+    category: Mapped[str] = mapped_column(String(30))  # eligibility at screening, kept as a fact
+    state: Mapped[str] = mapped_column(String(20))
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    # Where the person lives, copied at screening: scoping is then plain indexed equality.
+    village_code: Mapped[str] = mapped_column(ForeignKey("org_units.code"), index=True)
+    county_code: Mapped[str] = mapped_column(ForeignKey("org_units.code"))
+    city_code: Mapped[str] = mapped_column(ForeignKey("org_units.code"), index=True)
+    province_code: Mapped[str] = mapped_column(ForeignKey("org_units.code"), index=True)
+    hospital_code: Mapped[str | None] = mapped_column(ForeignKey("hospitals.code"), index=True)
+    referral_group_code: Mapped[str | None] = mapped_column(ForeignKey("expert_groups.code"), index=True)
+    referred_from: Mapped[str | None] = mapped_column(String(20))
+    source: Mapped[str] = mapped_column(String(30))
+    note: Mapped[str | None] = mapped_column(Text)
+    screened_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    entered_state_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    person: Mapped[Person] = relationship()
+    hospital: Mapped[Hospital | None] = relationship()
+    referral_group: Mapped[ExpertGroup | None] = relationship()
+
+
+class CaseEvent(Base):
+    """Append-only history: one row per accepted transition, numbered per case from 1."""
+
+    __tablename__ = "case_events"
+    __table_args__ = (UniqueConstraint("case_id", "seq"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"))
+    seq: Mapped[int] = mapped_column(Integer)
+    event: Mapped[str] = mapped_column(String(30))
+    from_state: Mapped[str | None] = mapped_column(String(20))
+    to_state: Mapped[str] = mapped_column(String(20))
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    actor_username: Mapped[str] = mapped_column(String(80))
+    org_unit_code: Mapped[str | None] = mapped_column(ForeignKey("org_units.code"))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)  # when it was recorded
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)  # when it happened in the world
+    data: Mapped[dict[str, Any]] = mapped_column(JSONDocument, default=dict)
+    reason: Mapped[str | None] = mapped_column(Text)
+
+
+class CaseHolder(Base):
+    """Every hospital and expert group that has held a case: they keep seeing it afterwards."""
+
+    __tablename__ = "case_holders"
+    __table_args__ = (Index(None, "org_unit_code", "case_id"),)
+
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), primary_key=True)
+    org_unit_code: Mapped[str] = mapped_column(ForeignKey("org_units.code"), primary_key=True)
+
+
+class User(Base):
+    __tablename__ = "users"
+    __table_args__ = (
+        CheckConstraint(_in("role", ROLES), name="role"),
+        # Admins run the system and belong to no org unit; everybody else to exactly one.
+        CheckConstraint("role = 'admin' OR org_unit_code IS NOT NULL", name="org_unit"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    username: Mapped[str] = mapped_column(String(80), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(30))
+    org_unit_code: Mapped[str | None] = mapped_column(ForeignKey("org_units.code"), index=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    org_unit: Mapped[OrgUnit | None] = relationship()

@@ -1,0 +1,48 @@
+"""Reference data the state machine's guards ask about, answered from the database."""
+
+from __future__ import annotations
+
+from sqlalchemy import exists, select
+from sqlalchemy.orm import Session
+
+from casework.models import ExpertGroup, ExpertGroupPartner, Hospital, HospitalDesignation, OrgUnit
+from workflows.case_machine import ExpertGroupRef, HospitalRef
+
+
+class DatabaseReferences:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def hospital(self, code: str) -> HospitalRef | None:
+        row = self.session.get(Hospital, code)
+        return HospitalRef(row.code, row.level, row.region_code) if row else None
+
+    def expert_group(self, code: str) -> ExpertGroupRef | None:
+        row = self.session.get(ExpertGroup, code)
+        return ExpertGroupRef(row.code, row.level, row.region_code) if row else None
+
+    def is_designated(self, hospital_code: str, policy_code: str, disease_code: str) -> bool:
+        return bool(
+            self.session.scalar(
+                select(
+                    exists().where(
+                        HospitalDesignation.hospital_code == hospital_code,
+                        HospitalDesignation.policy_code == policy_code,
+                        HospitalDesignation.disease_code == disease_code,
+                    )
+                )
+            )
+        )
+
+    def is_partner(self, group_code: str, hospital_code: str) -> bool:
+        return self.session.get(ExpertGroupPartner, (group_code, hospital_code)) is not None
+
+
+def region_chain(session: Session, code: str) -> list[OrgUnit]:
+    """The org unit and its ancestors, nearest first."""
+    chain: list[OrgUnit] = []
+    unit = session.get(OrgUnit, code)
+    while unit is not None:
+        chain.append(unit)
+        unit = unit.parent
+    return chain

@@ -1,0 +1,1 @@
+"""Services: one function per thing a user does, each its own transaction."""

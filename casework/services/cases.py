@@ -1,0 +1,303 @@
+"""Screening a case, firing events on it, and rebuilding it from its history.
+
+Each write is one transaction: lock the case row, check the version, check scope and role, run
+the state machine, append the event, bump the version, set the new deadline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from marshmallow import ValidationError
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from casework.actor import Actor
+from casework.db import utcnow, write_transaction
+from casework.errors import Conflict, Forbidden, NotFound, ValidationFailed, VersionMismatch
+from casework.models import Case, CaseEvent, CaseHolder, Person
+from casework.references import DatabaseReferences, region_chain
+from casework.scope import case_scope, in_subtree
+from workflows import case_machine as machine
+from workflows.deadlines import due_at
+from workflows.policy_pack import pack_for, packs
+
+SCREENERS = ("county_coordinator", "village_doctor", "hospital")
+
+
+def screen(
+    session: Session,
+    actor: Actor,
+    *,
+    person_id: int,
+    disease_code: str,
+    source: str,
+    screened_at: datetime,
+    note: str | None = None,
+    now: datetime | None = None,
+) -> Case:
+    """Open a case in ``screened`` for a person and a disease of the policy in force."""
+    now = now or utcnow()
+    if actor.role not in SCREENERS:
+        raise Forbidden(f"role {actor.role} may not screen cases")
+    if screened_at > now:
+        raise ValidationFailed.field("screened_at", "lies in the future")
+
+    with write_transaction(session):
+        person = session.get(Person, person_id)
+        if person is None or not _may_screen(session, actor, person):
+            raise ValidationFailed.field("person_id", "no such person in your area")
+        regions = {unit.kind: unit.code for unit in region_chain(session, person.village_code)}
+        pack = pack_for([regions.get(k, "") for k in ("county", "city", "province")], screened_at.date())
+        if pack is None:
+            raise ValidationFailed.field(
+                "screened_at", f"no policy in force for county {regions.get('county')} on {screened_at.date()}"
+            )
+        disease = pack.disease(disease_code)
+        if disease is None:
+            raise ValidationFailed.field("disease_code", f"not in the catalogue of {pack.code}")
+        if person.category not in pack.eligible_categories:
+            raise ValidationFailed.field("person_id", f"category {person.category} is not eligible under {pack.code}")
+        if disease.age_max is not None and _age_on(person, screened_at) > disease.age_max:
+            raise ValidationFailed.field("disease_code", f"{disease.name_zh} covers patients up to {disease.age_max}")
+        if session.scalar(
+            select(Case.id).where(
+                Case.person_id == person.id, Case.disease_code == disease_code, Case.state.in_(machine.OPEN_STATES)
+            )
+        ):
+            raise Conflict("this person already has an open case for this disease")
+
+        case = Case(
+            person_id=person.id,
+            disease_code=disease_code,
+            policy_code=pack.code,
+            category=person.category,
+            state=machine.SCREENED,
+            version=1,
+            village_code=person.village_code,
+            county_code=regions["county"],
+            city_code=regions["city"],
+            province_code=regions["province"],
+            source=source,
+            note=note,
+            screened_at=screened_at,
+            entered_state_at=screened_at,
+            due_at=due_at(machine.SCREENED, screened_at, pack, disease_code),
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(case)
+        try:
+            session.flush()
+        except IntegrityError:
+            raise Conflict("this person already has an open case for this disease") from None
+        _append_event(
+            session,
+            case,
+            machine.SCREEN_EVENT,
+            None,
+            actor,
+            now,
+            screened_at,
+            {"disease_code": disease_code, "source": source},
+            note,
+        )
+        if actor.role == "hospital":
+            _hold(session, case.id, actor.org_unit_code)
+    return case
+
+
+def fire(
+    session: Session,
+    case_id: int,
+    event: str,
+    actor: Actor,
+    data: dict[str, Any] | None,
+    expected_version: int,
+    reason: str | None = None,
+    now: datetime | None = None,
+) -> Case:
+    """Fire ``event`` on a case the actor last saw at ``expected_version``."""
+    now = now or utcnow()
+    rule = machine.RULES.get(event)
+    if rule is None:
+        raise ValidationFailed.field("event", f"unknown event; events are {', '.join(machine.RULES)}")
+
+    with write_transaction(session):
+        case = _lock_case(session, case_id, actor)
+        if case.version != expected_version:
+            raise VersionMismatch(expected_version, case.version)
+        if not machine.can_happen(event, case):
+            raise Conflict(
+                f"{event} cannot happen in state {case.state}",
+                allowed_events=machine.allowed_events(case, actor),
+            )
+        if not machine.actor_may(rule, case, actor):
+            raise Forbidden(f"{actor.role} ({actor.org_unit_code}) may not {event} this case")
+
+        loaded, reason = _load_data(rule, data or {}, reason)
+        pack = packs()[case.policy_code]
+        ctx = machine.EventContext(case, actor, loaded, pack, DatabaseReferences(session), now)
+        try:
+            from_state = machine.trigger(case, event, loaded, ctx)
+        except machine.GuardFailed as exc:
+            raise ValidationFailed.field(exc.field, exc.message) from None
+
+        stored = rule.data_schema().dump(loaded)
+        step_at = loaded[rule.step_time_field] if rule.step_time_field else now
+        case.version += 1
+        case.entered_state_at = step_at
+        case.due_at = due_at(case.state, step_at, pack, case.disease_code, loaded.get("interval_days"))
+        case.updated_at = now
+        _append_event(session, case, event, from_state, actor, now, step_at, stored, reason)
+        for holder in (case.hospital_code, case.referral_group_code):
+            if holder:
+                _hold(session, case.id, holder)
+        try:
+            session.flush()
+        except IntegrityError:
+            # Reopening beside a newer open case for the same disease.
+            raise Conflict("this person already has an open case for this disease") from None
+    return case
+
+
+def get_case(session: Session, actor: Actor, case_id: int) -> Case:
+    case = session.scalar(select(Case).where(Case.id == case_id, case_scope(actor)))
+    if case is None:
+        raise NotFound(f"no case {case_id}")
+    return case
+
+
+def case_events(session: Session, actor: Actor, case_id: int) -> list[CaseEvent]:
+    get_case(session, actor, case_id)
+    return list(session.scalars(select(CaseEvent).where(CaseEvent.case_id == case_id).order_by(CaseEvent.seq)))
+
+
+@dataclass
+class Replayed:
+    """The workflow fields of a case, as its history says they should be."""
+
+    state: str
+    version: int
+    hospital_code: str | None = None
+    referral_group_code: str | None = None
+    referred_from: str | None = None
+    disease_code: str = ""
+
+
+def replay(session: Session, case_id: int) -> Replayed:
+    """Rebuild a case's workflow fields by running its events through the machine again.
+
+    Raises ValueError when the history is not a path the machine allows, or when a recorded
+    ``to_state`` differs from where the machine goes.
+    """
+    events = session.scalars(select(CaseEvent).where(CaseEvent.case_id == case_id).order_by(CaseEvent.seq))
+    rebuilt: Replayed | None = None
+    for expected_seq, row in enumerate(events, start=1):
+        if row.seq != expected_seq:
+            raise ValueError(f"case {case_id}: history has a gap before seq {row.seq}")
+        if rebuilt is None:
+            if row.event != machine.SCREEN_EVENT:
+                raise ValueError(f"case {case_id}: history does not start with screening")
+            rebuilt = Replayed(machine.SCREENED, 1, disease_code=row.data["disease_code"])
+            continue
+        if row.from_state != rebuilt.state:
+            raise ValueError(
+                f"case {case_id} seq {row.seq}: recorded from {row.from_state}, replay is in {rebuilt.state}"
+            )
+        machine.trigger(rebuilt, row.event, row.data)
+        if rebuilt.state != row.to_state:
+            raise ValueError(f"case {case_id} seq {row.seq}: recorded {row.to_state}, machine went to {rebuilt.state}")
+        rebuilt.version += 1
+    if rebuilt is None:
+        raise NotFound(f"no history for case {case_id}")
+    return rebuilt
+
+
+# --- internals ----------------------------------------------------------------------------------
+
+
+def _lock_case(session: Session, case_id: int, actor: Actor) -> Case:
+    """The case row, locked for this transaction (SQLite: already, by BEGIN IMMEDIATE)."""
+    case = session.scalar(
+        select(Case)
+        .where(Case.id == case_id, case_scope(actor))
+        .with_for_update(of=Case)
+        .execution_options(populate_existing=True)
+    )
+    if case is None:
+        raise NotFound(f"no case {case_id}")
+    return case
+
+
+def _load_data(rule: machine.EventRule, data: dict[str, Any], reason: str | None) -> tuple[dict[str, Any], str | None]:
+    if not isinstance(data, dict):
+        raise ValidationFailed.field("data", "must be an object")
+    try:
+        loaded: dict[str, Any] = rule.data_schema().load(data)
+    except ValidationError as exc:
+        raise ValidationFailed({f"data.{k}": _messages(v) for k, v in exc.messages_dict.items()}) from None
+    reason = (reason or "").strip() or (loaded.pop("reason", None) or "").strip() or None
+    loaded.pop("reason", None)
+    if rule.needs_reason and not reason:
+        raise ValidationFailed.field("reason", f"{rule.name} needs a reason")
+    return loaded, reason
+
+
+def _messages(value: Any) -> list[str]:
+    return value if isinstance(value, list) else [str(value)]
+
+
+def _append_event(
+    session: Session,
+    case: Case,
+    event: str,
+    from_state: str | None,
+    actor: Actor,
+    now: datetime,
+    occurred_at: datetime,
+    data: dict[str, Any],
+    reason: str | None,
+) -> None:
+    session.add(
+        CaseEvent(
+            case_id=case.id,
+            seq=case.version,
+            event=event,
+            from_state=from_state,
+            to_state=case.state,
+            actor_id=actor.user_id,
+            actor_username=actor.username,
+            org_unit_code=actor.org_unit_code or None,
+            at=now,
+            occurred_at=occurred_at,
+            data=data,
+            reason=reason,
+        )
+    )
+
+
+def _hold(session: Session, case_id: int, org_unit_code: str) -> None:
+    """Record that a hospital or group holds the case; holding twice is a no-op on both engines."""
+    dialect = session.get_bind().dialect.name
+    module = postgresql if dialect == "postgresql" else sqlite
+    statement = module.insert(CaseHolder).values(case_id=case_id, org_unit_code=org_unit_code)
+    session.execute(statement.on_conflict_do_nothing())
+
+
+def _may_screen(session: Session, actor: Actor, person: Person) -> bool:
+    if actor.role == "hospital":
+        # Hospitals find cases among their own patients, who come from the hospital's province.
+        hospital_province = region_chain(session, actor.org_unit_code)[-1].code
+        return in_subtree(session, person.village_code, hospital_province)
+    return in_subtree(session, person.village_code, actor.org_unit_code)
+
+
+def _age_on(person: Person, at: datetime) -> int:
+    day = at.date()
+    born = person.birth_date
+    return day.year - born.year - ((day.month, day.day) < (born.month, born.day))

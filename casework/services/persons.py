@@ -1,0 +1,77 @@
+"""Registering the persons cases are about."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from casework.actor import Actor
+from casework.db import write_transaction
+from casework.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from casework.id_number import InvalidIdNumber, parse_id_number
+from casework.models import OrgUnit, Person
+from casework.scope import in_subtree, person_scope
+from workflows.policy_pack import CATEGORIES
+
+REGISTRARS = ("admin", "county_coordinator", "village_doctor")
+
+
+def register_person(
+    session: Session,
+    actor: Actor,
+    *,
+    id_number: str,
+    name: str,
+    village_code: str,
+    category: str,
+    category_since: date,
+) -> Person:
+    """Register a resident; the ID number is checked, and birth date and sex come from it."""
+    if actor.role not in REGISTRARS:
+        raise Forbidden(f"role {actor.role} may not register persons")
+    try:
+        resident = parse_id_number(id_number)
+    except InvalidIdNumber as exc:
+        raise ValidationFailed.field("id_number", str(exc)) from None
+    if category not in CATEGORIES:
+        raise ValidationFailed.field("category", f"must be one of {', '.join(CATEGORIES)}")
+    if category_since > date.today():
+        raise ValidationFailed.field("category_since", "lies in the future")
+    if not name.strip():
+        raise ValidationFailed.field("name", "must not be empty")
+
+    with write_transaction(session):
+        village = session.get(OrgUnit, village_code)
+        if village is None or village.kind != "village":
+            raise ValidationFailed.field("village_code", "no such village")
+        if actor.role != "admin" and not in_subtree(session, village_code, actor.org_unit_code):
+            raise ValidationFailed.field("village_code", "outside your area")
+        existing = session.scalar(select(Person.id).where(Person.id_number == resident.number))
+        if existing is not None:
+            raise Conflict("a person with this ID number is already registered", location=f"/api/v1/persons/{existing}")
+        person = Person(
+            id_number=resident.number,
+            name=name.strip(),
+            sex=resident.sex,
+            birth_date=resident.birth_date,
+            village_code=village_code,
+            category=category,
+            category_since=category_since,
+        )
+        session.add(person)
+        try:
+            session.flush()
+        except IntegrityError:
+            # A concurrent registration of the same ID won the race.
+            raise Conflict("a person with this ID number is already registered") from None
+    return person
+
+
+def get_person(session: Session, actor: Actor, person_id: int) -> Person:
+    person = session.scalar(select(Person).where(Person.id == person_id, person_scope(actor)))
+    if person is None:
+        raise NotFound(f"no person {person_id}")
+    return person

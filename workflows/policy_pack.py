@@ -1,0 +1,246 @@
+"""Policy packs: one YAML file per region and policy year, validated on load.
+
+A pack is data: its disease catalogue, eligible categories, referral ladder, deadlines and money
+floors. Adding a region is adding a file to ``workflows/policies/``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate, validates_schema
+
+POLICY_DIR = Path(__file__).parent / "policies"
+
+CATEGORIES = (
+    "poor_not_exited",
+    "poor_newly_identified",
+    "poor_exited_2014_2015",
+    "poor_exited_supported",
+    "subsistence",
+    "extreme_poverty",
+    "marginal",
+    "hardship",
+)
+DEADLINE_KEYS = (
+    "screened",
+    "confirmed",
+    "assigned",
+    "referred",
+    "settlement_after_discharge",
+    "follow_up_grace",
+    "alert_escalation",
+)
+HOSPITAL_LEVELS = ("township", "county", "municipal", "provincial")
+
+
+class PolicyPackError(ValueError):
+    """A pack that cannot be used; the message names the file and the field."""
+
+
+@dataclass(frozen=True)
+class Disease:
+    code: str
+    name_zh: str
+    name_en: str
+    icd10: tuple[str, ...]
+    age_max: int | None
+    expected_stay_days: int
+    follow_up_interval_days: int
+    higher_floor: bool
+
+    def matches_icd10(self, diagnosis_code: str) -> bool:
+        """True when a diagnosis code falls under one of the disease's codes (C15 covers C15.9)."""
+        wanted = diagnosis_code.strip().upper()
+        return any(wanted.startswith(code.upper()) for code in self.icd10)
+
+
+@dataclass(frozen=True)
+class PolicyPack:
+    code: str
+    name: str
+    document: str | None
+    seed: str
+    region_code: str
+    region_name: str
+    valid_from: date
+    valid_until: date | None
+    eligible_categories: tuple[str, ...]
+    referral_ladder: tuple[str, ...]
+    deadlines_days: dict[str, int]
+    icd10_source: str
+    diseases: dict[str, Disease]
+    money: dict[str, Any] = field(default_factory=dict)
+
+    def disease(self, code: str) -> Disease | None:
+        return self.diseases.get(code)
+
+    def in_force_on(self, day: date) -> bool:
+        return self.valid_from <= day and (self.valid_until is None or day <= self.valid_until)
+
+
+def _ratio() -> fields.Decimal:
+    return fields.Decimal(allow_none=True, load_default=None, validate=validate.Range(0, 1))
+
+
+class _DiseaseSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    code = fields.String(required=True, validate=validate.Regexp(r"^[a-z][a-z0-9_]*$"))
+    name_zh = fields.String(required=True, validate=validate.Length(min=1))
+    name_en = fields.String(required=True, validate=validate.Length(min=1))
+    icd10 = fields.List(
+        fields.String(validate=validate.Regexp(r"^[A-Z][0-9]{2}(\.[0-9A-Z]{1,4})?$")),
+        required=True,
+        validate=validate.Length(min=1),
+    )
+    age_max = fields.Integer(load_default=None, allow_none=True, validate=validate.Range(0, 120))
+    expected_stay_days = fields.Integer(required=True, validate=validate.Range(1, 365))
+    follow_up_interval_days = fields.Integer(required=True, validate=validate.Range(1, 730))
+    higher_floor = fields.Boolean(load_default=False)
+
+    @post_load
+    def _make(self, data: dict[str, Any], **_: Any) -> Disease:
+        return Disease(**{**data, "icd10": tuple(data["icd10"])})
+
+
+class _MoneySchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    inpatient_actual_ratio_min = _ratio()
+    outpatient_special_ratio_min = _ratio()
+    own_payment_share_max = _ratio()
+    special_treatment_insurance_ratio = _ratio()
+    special_treatment_insurance_ratio_higher = _ratio()
+    inpatient_ratio_by_level = fields.Dict(
+        keys=fields.String(validate=validate.OneOf(HOSPITAL_LEVELS)),
+        values=_ratio(),
+        allow_none=True,
+        load_default=None,
+    )
+    assistance_share_of_own_payment_min = _ratio()
+    notes = fields.String(load_default="")
+
+
+class _PackSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    code = fields.String(required=True, validate=validate.Regexp(r"^[a-z0-9][a-z0-9-]*$"))
+    name = fields.String(required=True)
+    document = fields.String(allow_none=True, load_default=None)
+    seed = fields.String(required=True)
+    region = fields.Dict(required=True)
+    valid_from = fields.Date(required=True)
+    valid_until = fields.Date(allow_none=True, load_default=None)
+    eligible_categories = fields.List(
+        fields.String(validate=validate.OneOf(CATEGORIES)), required=True, validate=validate.Length(min=1)
+    )
+    referral_ladder = fields.List(fields.String(validate=validate.OneOf(("municipal", "provincial"))), required=True)
+    deadlines_days = fields.Dict(
+        keys=fields.String(validate=validate.OneOf(DEADLINE_KEYS)),
+        values=fields.Integer(validate=validate.Range(1, 365)),
+        required=True,
+    )
+    icd10_source = fields.String(required=True)
+    diseases = fields.List(fields.Nested(_DiseaseSchema), required=True, validate=validate.Length(min=1))
+    money = fields.Nested(_MoneySchema, required=True)
+
+    @validates_schema
+    def _check(self, data: dict[str, Any], **_: Any) -> None:
+        region = data.get("region", {})
+        if set(region) != {"code", "name"} or not str(region.get("code", "")).isdigit():
+            raise ValidationError("needs exactly 'code' (GB/T 2260 digits) and 'name'", "region")
+        missing = set(DEADLINE_KEYS) - set(data.get("deadlines_days", {}))
+        if missing:
+            raise ValidationError(f"missing {sorted(missing)}", "deadlines_days")
+        codes = [d.code for d in data.get("diseases", [])]
+        duplicates = sorted({c for c in codes if codes.count(c) > 1})
+        if duplicates:
+            raise ValidationError(f"duplicate disease codes {duplicates}", "diseases")
+        until = data.get("valid_until")
+        if until is not None and until < data["valid_from"]:
+            raise ValidationError("ends before valid_from", "valid_until")
+
+    @post_load
+    def _make(self, data: dict[str, Any], **_: Any) -> PolicyPack:
+        return PolicyPack(
+            code=data["code"],
+            name=data["name"],
+            document=data["document"],
+            seed=data["seed"],
+            region_code=str(data["region"]["code"]),
+            region_name=data["region"]["name"],
+            valid_from=data["valid_from"],
+            valid_until=data["valid_until"],
+            eligible_categories=tuple(data["eligible_categories"]),
+            referral_ladder=tuple(data["referral_ladder"]),
+            deadlines_days=dict(data["deadlines_days"]),
+            icd10_source=data["icd10_source"],
+            diseases={d.code: d for d in data["diseases"]},
+            money=data["money"],
+        )
+
+
+def _flatten(messages: Any, prefix: str = "") -> list[str]:
+    if isinstance(messages, dict):
+        out: list[str] = []
+        for key, value in messages.items():
+            out += _flatten(value, f"{prefix}.{key}" if prefix else str(key))
+        return out
+    if isinstance(messages, list) and all(isinstance(m, str) for m in messages):
+        return [f"{prefix}: {'; '.join(messages)}"]
+    return [f"{prefix}: {messages}"]
+
+
+def load_pack(path: Path) -> PolicyPack:
+    """Load and validate one pack; a broken pack raises PolicyPackError naming file and field."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise PolicyPackError(f"{path.name}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise PolicyPackError(f"{path.name}: a pack is a mapping of fields")
+    # YAML reads unquoted 0.90 as a float: refuse it, money must be exact.
+    for key, value in (raw.get("money") or {}).items():
+        if isinstance(value, float):
+            raise PolicyPackError(f"{path.name}: money.{key}: write decimals as quoted strings")
+    try:
+        pack: PolicyPack = _PackSchema().load(raw)
+    except ValidationError as exc:
+        raise PolicyPackError(f"{path.name}: " + " | ".join(_flatten(exc.messages))) from exc
+    if pack.code != path.stem:
+        raise PolicyPackError(f"{path.name}: code: must equal the file name ({path.stem!r})")
+    return pack
+
+
+def load_packs(directory: Path = POLICY_DIR) -> dict[str, PolicyPack]:
+    packs = [load_pack(p) for p in sorted(directory.glob("*.yaml"))]
+    return {p.code: p for p in packs}
+
+
+@cache
+def packs() -> dict[str, PolicyPack]:
+    """The packs shipped with the code, loaded once per process."""
+    return load_packs()
+
+
+def pack_for(region_codes: list[str], day: date, available: dict[str, PolicyPack] | None = None) -> PolicyPack | None:
+    """The pack in force on ``day`` for the most specific of ``region_codes`` (county first).
+
+    Among several packs for one region the newest in force wins, so a new policy year replaces
+    the old one by being added, not by editing it.
+    """
+    available = packs() if available is None else available
+    for region in region_codes:
+        candidates = [p for p in available.values() if p.region_code == region and p.in_force_on(day)]
+        if candidates:
+            return max(candidates, key=lambda p: p.valid_from)
+    return None
