@@ -1,0 +1,121 @@
+"""The shipped packs load and say what their seeds say; a broken pack names its file and field."""
+
+from datetime import date
+from pathlib import Path
+
+import pytest
+import yaml
+
+from workflows.policy_pack import POLICY_DIR, PolicyPackError, load_pack, load_packs, pack_for
+
+EXPECTED_CATALOGUE_SIZES = {
+    "huainan-2019": 25,
+    "longchuan-2017": 15,
+    "yancheng-2021": 30,
+    "nanning-2019": 25,
+    "qidong-2017": 20,
+}
+
+
+def test_every_seed_has_a_pack_with_the_seed_catalogue_size():
+    packs = load_packs()
+    assert {code: len(p.diseases) for code, p in packs.items()} == EXPECTED_CATALOGUE_SIZES
+
+
+def test_huainan_uses_the_national_25_that_nanning_lists():
+    packs = load_packs()
+    assert set(packs["huainan-2019"].diseases) == set(packs["nanning-2019"].diseases)
+
+
+def test_yancheng_is_the_national_25_plus_the_five_of_2020():
+    packs = load_packs()
+    added = set(packs["yancheng-2021"].diseases) - set(packs["nanning-2019"].diseases)
+    names = {packs["yancheng-2021"].diseases[c].name_zh for c in added}
+    assert len(added) == 5
+    assert {"膀胱癌", "卵巢癌", "肾癌"} <= names
+
+
+def test_same_disease_same_icd10_across_packs():
+    by_code: dict[str, set[tuple[str, ...]]] = {}
+    for pack in load_packs().values():
+        for disease in pack.diseases.values():
+            by_code.setdefault(disease.code, set()).add(disease.icd10)
+    inconsistent = {code: codes for code, codes in by_code.items() if len(codes) > 1}
+    assert not inconsistent
+
+
+def test_longchuan_childhood_heart_disease_subtypes_have_their_own_codes():
+    pack = load_packs()["longchuan-2017"]
+    matching = [d.code for d in pack.diseases.values() if d.matches_icd10("Q21.3")]  # tetralogy of Fallot
+    assert len(matching) == 1
+    assert pack.diseases[matching[0]].age_max is not None
+
+
+def test_icd10_prefix_matching():
+    pack = load_packs()["longchuan-2017"]
+    oesophagus = next(d for d in pack.diseases.values() if d.name_zh == "食管癌")
+    assert oesophagus.matches_icd10("C15.9") and oesophagus.matches_icd10("c15.4")
+    assert not oesophagus.matches_icd10("C16.0")
+
+
+def test_pack_for_prefers_the_county_then_city_and_respects_dates():
+    packs = load_packs()
+    assert pack_for(["533124", "533100", "530000"], date(2018, 5, 1), packs).code == "longchuan-2017"
+    assert pack_for(["320921", "320900", "320000"], date(2022, 1, 1), packs).code == "yancheng-2021"
+    assert pack_for(["533124", "533100", "530000"], date(2017, 1, 1), packs) is None  # before it was issued
+
+
+def _write(tmp_path: Path, pack: dict, name: str | None = None) -> Path:
+    path = tmp_path / f"{name or pack['code']}.yaml"
+    path.write_text(yaml.safe_dump(pack, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def good_pack() -> dict:
+    return yaml.safe_load((POLICY_DIR / "longchuan-2017.yaml").read_text(encoding="utf-8"))
+
+
+def test_a_copy_of_a_shipped_pack_loads(tmp_path, good_pack):
+    assert load_pack(_write(tmp_path, good_pack)).code == "longchuan-2017"
+
+
+def test_adding_a_region_is_adding_a_file(tmp_path, good_pack):
+    good_pack.update(code="newtown-2024", region={"code": "533103", "name": "芒市"}, valid_from=date(2024, 1, 1))
+    _write(tmp_path, good_pack)
+    packs = load_packs(tmp_path)
+    assert pack_for(["533103"], date(2024, 6, 1), packs).code == "newtown-2024"
+
+
+@pytest.mark.parametrize(
+    ("mutate", "field"),
+    [
+        (lambda p: p["diseases"][0].update(icd10=["not-a-code"]), "diseases.0.icd10"),
+        (lambda p: p["diseases"][1].pop("name_zh"), "diseases.1.name_zh"),
+        (lambda p: p["diseases"][0].update(expected_stay_days=0), "diseases.0.expected_stay_days"),
+        (lambda p: p.update(eligible_categories=["rich"]), "eligible_categories"),
+        (lambda p: p["deadlines_days"].pop("screened"), "deadlines_days"),
+        (lambda p: p.update(surprise=1), "surprise"),
+        (lambda p: p["diseases"].append(dict(p["diseases"][0])), "diseases"),
+        (lambda p: p["money"].update(own_payment_share_max="1.5"), "money.own_payment_share_max"),
+        (lambda p: p.update(region={"code": "yunnan"}), "region"),
+    ],
+)
+def test_broken_pack_names_file_and_field(tmp_path, good_pack, mutate, field):
+    mutate(good_pack)
+    with pytest.raises(PolicyPackError) as caught:
+        load_pack(_write(tmp_path, good_pack))
+    message = str(caught.value)
+    assert message.startswith("longchuan-2017.yaml:")
+    assert field in message
+
+
+def test_float_money_refused(tmp_path, good_pack):
+    good_pack["money"]["own_payment_share_max"] = 0.1
+    with pytest.raises(PolicyPackError, match=r"money\.own_payment_share_max"):
+        load_pack(_write(tmp_path, good_pack))
+
+
+def test_code_must_match_file_name(tmp_path, good_pack):
+    with pytest.raises(PolicyPackError, match="code"):
+        load_pack(_write(tmp_path, good_pack, name="other-2017"))
