@@ -9,6 +9,7 @@ from flask import Flask
 from flask.cli import FlaskGroup
 
 from api.extensions import db
+from casework.actor import Actor
 from casework.errors import CaseworkError
 
 
@@ -21,7 +22,7 @@ def register_commands(app: Flask) -> None:
         from casework.services.users import create_user
 
         try:
-            create_user(db.session, username=username, password=password, role="admin", org_unit=None)
+            create_user(db.session(), Actor.system(), username=username, password=password, role="admin", org_unit=None)
         except CaseworkError as exc:
             raise click.ClickException(exc.detail) from None
         click.echo(f"admin {username} created")
@@ -32,7 +33,7 @@ def register_commands(app: Flask) -> None:
         """Load the demo region of every seed policy; safe to run twice."""
         from casework.services.demo import DEMO_PASSWORD, load_demo
 
-        summary = load_demo(db.session, password=password or DEMO_PASSWORD)
+        summary = load_demo(db.session(), password=password or DEMO_PASSWORD)
         added = ", ".join(f"{count} {what}" for what, count in summary.created.items())
         click.echo(f"demo region loaded ({added} added)")
         click.echo(f"logins (password: {password or DEMO_PASSWORD}):")

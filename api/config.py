@@ -18,14 +18,17 @@ def database_url(instance_path: str) -> str:
     return url
 
 
-def settings(instance_path: str) -> dict[str, Any]:
-    url = database_url(instance_path)
-    engine_options: dict[str, Any] = {"pool_pre_ping": True}
+def engine_options(url: str) -> dict[str, Any]:
+    # hide_parameters: SQL errors in logs must not carry names or ID numbers.
+    options: dict[str, Any] = {"pool_pre_ping": True, "hide_parameters": True}
     if url.startswith("sqlite"):
-        engine_options["connect_args"] = {"timeout": 30}
+        options["connect_args"] = {"timeout": 30}
+    return options
+
+
+def settings(instance_path: str) -> dict[str, Any]:
     return {
-        "SQLALCHEMY_DATABASE_URI": url,
-        "SQLALCHEMY_ENGINE_OPTIONS": engine_options,
+        "SQLALCHEMY_DATABASE_URI": database_url(instance_path),
         "MAX_CONTENT_LENGTH": int(os.environ.get("CASEWORK_MAX_BODY_BYTES", 256 * 1024)),
         "JSON_AS_ASCII": False,
     }

@@ -225,3 +225,42 @@ class User(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     org_unit: Mapped[OrgUnit | None] = relationship()
+
+
+class AuthToken(Base):
+    """A bearer token, stored as its SHA-256 only: a leaked table opens no session."""
+
+    __tablename__ = "auth_tokens"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    issued_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    user: Mapped[User] = relationship()
+
+
+class LoginFailure(Base):
+    """Failed logins per username (known or not), for throttling across every API worker."""
+
+    __tablename__ = "login_failures"
+    __table_args__ = (Index(None, "username", "at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    username: Mapped[str] = mapped_column(String(80))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class AccessLog(Base):
+    """Who read a full person record (unmasked ID number), when: PIPL asks for it."""
+
+    __tablename__ = "access_log"
+    __table_args__ = (Index(None, "person_id", "at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    username: Mapped[str] = mapped_column(String(80))
+    person_id: Mapped[int] = mapped_column(ForeignKey("persons.id"))
+    what: Mapped[str] = mapped_column(String(60))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -14,10 +14,11 @@ import pytest
 from sqlalchemy import Engine, create_engine, delete
 from sqlalchemy.orm import Session
 
+from api.models import IdempotencyRecord
 from casework.actor import Actor
 from casework.db import configure_engine
 from casework.id_number import make_id_number
-from casework.models import Case, CaseEvent, CaseHolder, OrgUnit, Person, User
+from casework.models import AccessLog, AuthToken, Case, CaseEvent, CaseHolder, LoginFailure, OrgUnit, Person, User
 from casework.services.demo import load_demo
 from tests.databases import ENGINES, throwaway_database
 
@@ -70,7 +71,7 @@ def session(engine) -> Iterator[Session]:
 
 def _wipe_cases(engine: Engine) -> None:
     with Session(engine) as session:
-        for table in (CaseHolder, CaseEvent, Case, Person, User):
+        for table in (IdempotencyRecord, AccessLog, AuthToken, LoginFailure, CaseHolder, CaseEvent, Case, Person, User):
             session.execute(delete(table))
         session.commit()
 

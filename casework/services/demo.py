@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 import workflows
+from casework.actor import Actor
 from casework.db import write_transaction
 from casework.models import ExpertGroup, ExpertGroupPartner, Hospital, HospitalDesignation, OrgUnit, User
 from casework.scope import in_subtree
@@ -73,7 +74,7 @@ def load_demo(session: Session, path: Path = DEMO_FILE, password: str = DEMO_PAS
     logins = []
     for username, role, org_unit in _demo_logins(session, data):
         if session.scalar(select(User.id).where(User.username == username)) is None:
-            create_user(session, username=username, password=password, role=role, org_unit=org_unit)
+            create_user(session, Actor.system(), username=username, password=password, role=role, org_unit=org_unit)
             created["users"] += 1
         unit = session.get(OrgUnit, org_unit) if org_unit else None
         logins.append((username, role, unit.name if unit else "-"))

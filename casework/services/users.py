@@ -7,7 +7,7 @@ from sqlalchemy.orm import Session
 
 from casework.actor import Actor
 from casework.db import write_transaction
-from casework.errors import Conflict, ValidationFailed
+from casework.errors import Conflict, Forbidden, ValidationFailed
 from casework.models import ROLES, OrgUnit, User
 from casework.passwords import hash_password
 
@@ -24,7 +24,12 @@ ROLE_ORG_KINDS = {
 MIN_PASSWORD_LENGTH = 10
 
 
-def create_user(session: Session, *, username: str, password: str, role: str, org_unit: str | None) -> User:
+def create_user(
+    session: Session, actor: Actor, *, username: str, password: str, role: str, org_unit: str | None
+) -> User:
+    """Create a login; only admins (or the system, from the command line) may."""
+    if actor.role != "admin":
+        raise Forbidden("only administrators create users")
     if role not in ROLES:
         raise ValidationFailed.field("role", f"must be one of {', '.join(ROLES)}")
     if len(password) < MIN_PASSWORD_LENGTH:

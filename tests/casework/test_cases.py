@@ -140,7 +140,7 @@ def test_full_lifecycle_with_referral_and_reopen(session, walk):
     assert case.due_at == NOW + timedelta(days=30 + 7)
     walk.fire(case, "close", reason="随访满一年，病情稳定")
     walk.fire(case, "reopen", reason="复发")
-    assert (case.state, case.version, case.hospital_code) == ("confirmed", 12, None)
+    assert (case.state, case.version, case.hospital_code) == ("confirmed", 11, None)
 
     history = case_events(session, walk.coordinator, case.id)
     assert [e.event for e in history] == [
@@ -159,7 +159,7 @@ def test_full_lifecycle_with_referral_and_reopen(session, walk):
     assert history[6].org_unit_code == walk.province_group and history[6].data["opinion"].startswith("维持")
     assert history[9].reason == "随访满一年，病情稳定"
     rebuilt = replay(session, case.id)
-    assert (rebuilt.state, rebuilt.version) == (case.state, case.version) == ("confirmed", 12)
+    assert (rebuilt.state, rebuilt.version) == (case.state, case.version) == ("confirmed", 11)
 
 
 def test_accept_referral_moves_the_case_to_the_partner_hospital(session, walk):

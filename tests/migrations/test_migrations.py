@@ -6,7 +6,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect
 
-import casework.models  # noqa: F401 - registers every table
+import api.models  # noqa: F401 - registers the API's tables
+import casework.models  # noqa: F401 - registers the domain's tables
 from casework.db import Base
 
 

@@ -1,0 +1,104 @@
+"""Bearer-token authentication for /api/v1, and the token and user endpoints."""
+
+from __future__ import annotations
+
+from flask import g, request
+from flask.views import MethodView
+from flask_smorest import Blueprint
+from marshmallow import Schema, fields, validate
+
+from api.extensions import db
+from api.problems import problem
+from casework.actor import Actor
+from casework.models import ROLES
+from casework.services.auth import AuthenticationFailed, authenticate, issue_token, revoke_token
+from casework.services.users import create_user
+
+PUBLIC_PATHS = ("/api/v1/auth/token", "/api/v1/openapi.json", "/api/v1/docs")
+
+bp = Blueprint("auth", __name__, url_prefix="/api/v1", description="Logins and users")
+
+
+def authenticate_request():
+    """Runs before every request: /api/v1 needs a valid bearer token, except the public paths."""
+    g.actor = None
+    g.token = None
+    path = request.path
+    if not path.startswith("/api/v1") or path == PUBLIC_PATHS[0] or path.startswith(PUBLIC_PATHS[1:]):
+        return None
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return problem(
+            401,
+            "Unauthorized",
+            "send Authorization: Bearer <token>",
+            "unauthorized",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    try:
+        g.actor = authenticate(db.session(), token.strip())
+    except AuthenticationFailed as exc:
+        return problem(401, "Unauthorized", exc.detail, "unauthorized", headers={"WWW-Authenticate": "Bearer"})
+    g.token = token.strip()
+    return None
+
+
+def current_actor() -> Actor:
+    return g.actor
+
+
+class LoginSchema(Schema):
+    username = fields.String(required=True, validate=validate.Length(min=1, max=80))
+    password = fields.String(required=True, load_only=True, validate=validate.Length(min=1, max=1024))
+
+
+class TokenSchema(Schema):
+    token = fields.String(required=True)
+    expires_at = fields.AwareDateTime(required=True)
+
+
+class NewUserSchema(Schema):
+    username = fields.String(required=True, validate=validate.Length(min=1, max=80))
+    password = fields.String(required=True, load_only=True, validate=validate.Length(min=10, max=1024))
+    role = fields.String(required=True, validate=validate.OneOf(ROLES))
+    org_unit = fields.String(load_default=None, allow_none=True, metadata={"description": "org unit code"})
+
+
+class UserSchema(Schema):
+    id = fields.Integer()
+    username = fields.String()
+    role = fields.String()
+    org_unit = fields.String(attribute="org_unit_code", allow_none=True)
+
+
+@bp.route("/auth/token")
+class Token(MethodView):
+    @bp.arguments(LoginSchema)
+    @bp.response(200, TokenSchema)
+    @bp.alt_response(401, description="wrong username or password")
+    @bp.alt_response(429, description="too many failed logins (Retry-After)")
+    def post(self, login):
+        """Log in: a bearer token for the other endpoints."""
+        token, expires_at = issue_token(db.session(), login["username"], login["password"])
+        return {"token": token, "expires_at": expires_at}
+
+
+@bp.route("/auth/revoke")
+class RevokeToken(MethodView):
+    @bp.response(204)
+    @bp.alt_response(401, description="no valid token")
+    def post(self):
+        """Log out: the token used for this request stops working."""
+        revoke_token(db.session(), g.token)
+
+
+@bp.route("/users")
+class Users(MethodView):
+    @bp.arguments(NewUserSchema)
+    @bp.response(201, UserSchema)
+    @bp.alt_response(403, description="only admins create users")
+    @bp.alt_response(409, description="the username is taken")
+    def post(self, new):
+        """Create a user (admins only)."""
+        user = create_user(db.session(), current_actor(), **new)
+        return user, 201, {"Location": f"/api/v1/users/{user.id}"}

@@ -1,0 +1,230 @@
+"""Cases: screening, reading, listing, history and transitions."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from datetime import datetime
+from typing import Any
+
+from flask import request
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from api.auth import current_actor
+from api.extensions import db
+from api.idempotency import idempotent
+from api.problems import problem
+from api.schemas import (
+    CaseEventSchema,
+    CaseListSchema,
+    CaseQuerySchema,
+    CaseSchema,
+    EventRequestSchema,
+    NewCaseSchema,
+    ReferralQueueItemSchema,
+)
+from casework.actor import Actor
+from casework.db import utcnow
+from casework.errors import ValidationFailed
+from casework.id_number import mask_id_number
+from casework.models import Case
+from casework.privacy import record_full_read, shown_id_number
+from casework.services.cases import case_events, fire, get_case, screen
+from casework.services.queries import CaseFilters, list_cases, referral_queue
+from workflows.case_machine import STATE_LABELS, allowed_events
+from workflows.policy_pack import packs
+
+bp = Blueprint("cases", __name__, url_prefix="/api/v1", description="Patient cases and their transitions")
+
+
+def present_case(case: Case, actor: Actor, now: datetime, full_id: bool = False) -> dict[str, Any]:
+    """The case as this actor may see it. Lists always mask ID numbers; the record view may not."""
+    person = case.person
+    if full_id:
+        id_number, masked = shown_id_number(actor, person.id_number, case.county_code)
+    else:
+        id_number, masked = mask_id_number(person.id_number), True
+    disease = packs()[case.policy_code].disease(case.disease_code)
+    hospital = case.hospital
+    group = case.referral_group
+    return {
+        "id": case.id,
+        "state": case.state,
+        "state_label": STATE_LABELS[case.state],
+        "version": case.version,
+        "person": {
+            "id": person.id,
+            "name": person.name,
+            "id_number": id_number,
+            "id_number_masked": masked,
+            "sex": person.sex,
+            "birth_date": person.birth_date,
+            "village_code": person.village_code,
+            "category": person.category,
+            "category_since": person.category_since,
+        },
+        "disease": {
+            "code": disease.code,
+            "name_zh": disease.name_zh,
+            "name_en": disease.name_en,
+            "icd10": list(disease.icd10),
+        },
+        "policy": case.policy_code,
+        "category": case.category,
+        "county": case.county_code,
+        "hospital": {"code": hospital.code, "name": hospital.name, "level": hospital.level} if hospital else None,
+        "referral": {
+            "expert_group": {"code": group.code, "name": group.name, "level": group.level},
+            "referred_from": case.referred_from,
+            "since": case.entered_state_at,
+        }
+        if group
+        else None,
+        "source": case.source,
+        "note": case.note,
+        "screened_at": case.screened_at,
+        "entered_state_at": case.entered_state_at,
+        "due_at": case.due_at,
+        "overdue": case.due_at is not None and case.due_at < now,
+        "allowed_events": allowed_events(case, actor),
+    }
+
+
+def _case_response(case: Case, status: int = 200):
+    actor = current_actor()
+    body = present_case(case, actor, utcnow(), full_id=True)
+    if not body["person"]["id_number_masked"]:
+        record_full_read(db.session(), actor, case.person_id, "case")
+    headers = {"ETag": f'"{case.version}"'}
+    if status == 201:
+        headers["Location"] = f"/api/v1/cases/{case.id}"
+    return body, status, headers
+
+
+def _encode_cursor(before_id: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"before": before_id}).encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> int:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        value = json.loads(base64.urlsafe_b64decode(padded))["before"]
+        if not isinstance(value, int):
+            raise TypeError
+        return value
+    except (ValueError, KeyError, TypeError, binascii.Error):
+        raise ValidationFailed.field("cursor", "not a cursor this API gave out") from None
+
+
+def _expected_version():
+    header = request.headers.get("If-Match")
+    if header is None:
+        return None, problem(428, "Precondition Required", "send If-Match with the case's ETag", "if-match-required")
+    value = header.strip().removeprefix("W/").strip('"')
+    if not value.isdigit():
+        return None, problem(
+            422,
+            "Unprocessable Content",
+            'If-Match must be an ETag like "3"',
+            "validation",
+            errors={"If-Match": ['must be an ETag like "3"']},
+        )
+    return int(value), None
+
+
+@bp.route("/cases")
+class Cases(MethodView):
+    @bp.arguments(CaseQuerySchema, location="query")
+    @bp.response(200, CaseListSchema)
+    def get(self, query):
+        """Cases in your scope, newest first; follow ``next_cursor`` for the next page."""
+        filters = CaseFilters(
+            query.get("state"), query.get("region"), query.get("hospital"), query.get("disease"), query.get("overdue")
+        )
+        before = _decode_cursor(query["cursor"]) if query.get("cursor") else None
+        now = utcnow()
+        actor = current_actor()
+        page, next_before = list_cases(db.session(), actor, filters, query["limit"], before, now)
+        return {
+            "items": [present_case(c, actor, now) for c in page],
+            "next_cursor": _encode_cursor(next_before) if next_before else None,
+        }
+
+    @bp.arguments(NewCaseSchema)
+    @bp.response(201, CaseSchema)
+    @bp.alt_response(403, description="your role may not screen cases")
+    @bp.alt_response(409, description="the person already has an open case for this disease")
+    @idempotent
+    def post(self, new):
+        """Screen a case (筛查发现): a person, a disease of the policy in force, when it was found."""
+        case = screen(db.session(), current_actor(), **new)
+        return _case_response(case, 201)
+
+
+@bp.route("/cases/<int:case_id>")
+class CaseResource(MethodView):
+    @bp.response(200, CaseSchema)
+    @bp.alt_response(404, description="no such case in your scope")
+    def get(self, case_id):
+        """One case, with its deadline and the events you may fire; ``ETag`` is its version."""
+        return _case_response(get_case(db.session(), current_actor(), case_id))
+
+
+@bp.route("/cases/<int:case_id>/events")
+class CaseEvents(MethodView):
+    @bp.response(200, CaseEventSchema(many=True))
+    @bp.alt_response(404, description="no such case in your scope")
+    def get(self, case_id):
+        """The case's full history, oldest first."""
+        return case_events(db.session(), current_actor(), case_id)
+
+    @bp.arguments(EventRequestSchema)
+    @bp.response(200, CaseSchema)
+    @bp.alt_response(403, description="your role may not fire this event on this case")
+    @bp.alt_response(409, description="not allowed from the current state (see allowed_events)")
+    @bp.alt_response(412, description="If-Match is stale: reload the case")
+    @bp.alt_response(428, description="If-Match is missing")
+    @bp.doc(
+        parameters=[
+            {
+                "in": "header",
+                "name": "If-Match",
+                "required": True,
+                "schema": {"type": "string"},
+                "description": 'the ETag of the case you acted on, like "3"',
+            },
+            {
+                "in": "header",
+                "name": "Idempotency-Key",
+                "required": False,
+                "schema": {"type": "string"},
+                "description": "retry-safe key: the same key and body replay the first answer",
+            },
+        ]
+    )
+    @idempotent
+    def post(self, body, case_id):
+        """Fire an event on the case: confirm, assign, admit, refer, … (see the state diagram)."""
+        version, error = _expected_version()
+        if error is not None:
+            return error
+        case = fire(db.session(), case_id, body["event"], current_actor(), body["data"], version, body["reason"])
+        return _case_response(case)
+
+
+@bp.route("/queues/referrals")
+class ReferralQueue(MethodView):
+    @bp.response(200, ReferralQueueItemSchema(many=True))
+    @bp.alt_response(403, description="only expert groups have a referral queue")
+    def get(self):
+        """Referrals waiting for your expert group, oldest first, with age and deadline."""
+        now = utcnow()
+        actor = current_actor()
+        items = []
+        for case in referral_queue(db.session(), actor):
+            item = present_case(case, actor, now)
+            item["age_hours"] = round((now - case.entered_state_at).total_seconds() / 3600, 1)
+            items.append(item)
+        return items

@@ -1,0 +1,148 @@
+"""Reference data: policy packs, org units, hospitals, expert groups. Any logged-in user reads them."""
+
+from __future__ import annotations
+
+from flask.views import MethodView
+from flask_smorest import Blueprint
+from marshmallow import Schema, fields, validate
+from sqlalchemy import select
+
+from api.extensions import db
+from casework.errors import NotFound
+from casework.models import ExpertGroup, Hospital, HospitalDesignation, OrgUnit
+from casework.scope import org_subtree
+from workflows.policy_pack import PolicyPack, packs
+
+bp = Blueprint("reference", __name__, url_prefix="/api/v1", description="Policies, org units, hospitals, groups")
+
+
+class DiseaseEntrySchema(Schema):
+    code = fields.String()
+    name_zh = fields.String()
+    name_en = fields.String()
+    icd10 = fields.List(fields.String())
+    age_max = fields.Integer(allow_none=True)
+    expected_stay_days = fields.Integer()
+    follow_up_interval_days = fields.Integer()
+    higher_floor = fields.Boolean()
+
+
+class PolicySchema(Schema):
+    code = fields.String()
+    name = fields.String()
+    document = fields.String(allow_none=True)
+    seed = fields.String()
+    region_code = fields.String()
+    region_name = fields.String()
+    valid_from = fields.Date()
+    valid_until = fields.Date(allow_none=True)
+    eligible_categories = fields.List(fields.String())
+    referral_ladder = fields.List(fields.String())
+    deadlines_days = fields.Dict(keys=fields.String(), values=fields.Integer())
+    icd10_source = fields.String()
+    diseases = fields.Method("_diseases", metadata={"type": "array"})
+    money = fields.Dict()
+
+    def _diseases(self, pack: PolicyPack) -> list[dict]:
+        return DiseaseEntrySchema(many=True).dump(pack.diseases.values())
+
+
+class PolicySummarySchema(Schema):
+    code = fields.String()
+    name = fields.String()
+    region_code = fields.String()
+    valid_from = fields.Date()
+    valid_until = fields.Date(allow_none=True)
+    disease_count = fields.Function(lambda pack: len(pack.diseases))
+
+
+class OrgUnitSchema(Schema):
+    code = fields.String()
+    name = fields.String()
+    kind = fields.String()
+    parent = fields.String(attribute="parent_code", allow_none=True)
+
+
+class OrgUnitQuerySchema(Schema):
+    parent = fields.String(metadata={"description": "children of this org unit; the roots without it"})
+
+
+class HospitalSchema(Schema):
+    code = fields.String()
+    name = fields.String()
+    level = fields.String()
+    region = fields.String(attribute="region_code")
+
+
+class HospitalQuerySchema(Schema):
+    region = fields.String(metadata={"description": "hospitals in this region or below"})
+    level = fields.String(validate=validate.OneOf(("village_clinic", "township", "county", "municipal", "provincial")))
+    policy = fields.String()
+    disease = fields.String(metadata={"description": "only hospitals designated for it (with policy)"})
+
+
+class ExpertGroupSchema(Schema):
+    code = fields.String()
+    name = fields.String()
+    level = fields.String()
+    region = fields.String(attribute="region_code")
+
+
+@bp.route("/policies")
+class Policies(MethodView):
+    @bp.response(200, PolicySummarySchema(many=True))
+    def get(self):
+        """The policy packs this service knows."""
+        return list(packs().values())
+
+
+@bp.route("/policies/<code>")
+class PolicyResource(MethodView):
+    @bp.response(200, PolicySchema)
+    @bp.alt_response(404, description="no such policy pack")
+    def get(self, code):
+        """One policy pack: catalogue, deadlines, money floors."""
+        pack = packs().get(code)
+        if pack is None:
+            raise NotFound(f"no policy {code}")
+        return pack
+
+
+@bp.route("/org-units")
+class OrgUnits(MethodView):
+    @bp.arguments(OrgUnitQuerySchema, location="query")
+    @bp.response(200, OrgUnitSchema(many=True))
+    def get(self, query):
+        """Org units: the children of ``parent``, or the top of the tree."""
+        parent = query.get("parent")
+        where = OrgUnit.parent_code == parent if parent else OrgUnit.parent_code.is_(None)
+        return db.session().scalars(select(OrgUnit).where(where).order_by(OrgUnit.code)).all()
+
+
+@bp.route("/hospitals")
+class Hospitals(MethodView):
+    @bp.arguments(HospitalQuerySchema, location="query")
+    @bp.response(200, HospitalSchema(many=True))
+    def get(self, query):
+        """Hospitals, by region, level and designation."""
+        statement = select(Hospital).join(Hospital.org_unit)
+        if query.get("region"):
+            statement = statement.where(Hospital.region_code.in_(org_subtree(query["region"])))
+        if query.get("level"):
+            statement = statement.where(Hospital.level == query["level"])
+        if query.get("disease") or query.get("policy"):
+            designated = select(HospitalDesignation.hospital_code)
+            if query.get("disease"):
+                designated = designated.where(HospitalDesignation.disease_code == query["disease"])
+            if query.get("policy"):
+                designated = designated.where(HospitalDesignation.policy_code == query["policy"])
+            statement = statement.where(Hospital.code.in_(designated))
+        return db.session().scalars(statement.order_by(Hospital.code)).all()
+
+
+@bp.route("/expert-groups")
+class ExpertGroups(MethodView):
+    @bp.response(200, ExpertGroupSchema(many=True))
+    def get(self):
+        """The municipal and provincial expert groups."""
+        return db.session().scalars(select(ExpertGroup).order_by(ExpertGroup.code)).all()

@@ -1,0 +1,29 @@
+"""Who sees a full ID number, and the record of each time someone did (PIPL: sensitive data)."""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from casework.actor import Actor
+from casework.db import utcnow, write_transaction
+from casework.id_number import mask_id_number
+from casework.models import AccessLog
+
+
+def may_see_full_id(actor: Actor, county_code: str) -> bool:
+    """Admins, and the coordinator of the person's own county, who must reach the family."""
+    return actor.role == "admin" or (actor.role == "county_coordinator" and actor.org_unit_code == county_code)
+
+
+def shown_id_number(actor: Actor, id_number: str, county_code: str) -> tuple[str, bool]:
+    """The ID number as this actor may see it, and whether it was masked."""
+    if may_see_full_id(actor, county_code):
+        return id_number, False
+    return mask_id_number(id_number), True
+
+
+def record_full_read(session: Session, actor: Actor, person_id: int, what: str) -> None:
+    with write_transaction(session):
+        session.add(
+            AccessLog(user_id=actor.user_id, username=actor.username, person_id=person_id, what=what, at=utcnow())
+        )

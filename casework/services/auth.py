@@ -1,0 +1,78 @@
+"""Logging in: Argon2 passwords, random bearer tokens stored hashed, expiry, revocation, throttling."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from casework.actor import Actor
+from casework.db import utcnow, write_transaction
+from casework.errors import CaseworkError
+from casework.models import AuthToken, LoginFailure, User
+from casework.passwords import verify_password
+from casework.services.users import actor_for
+
+TOKEN_LIFETIME = timedelta(hours=12)
+THROTTLE_WINDOW = timedelta(minutes=15)
+THROTTLE_AFTER = 5  # failures in the window before logins for that name are refused
+
+
+class AuthenticationFailed(CaseworkError):
+    """Wrong name, wrong password, or a token that is unknown, expired or revoked."""
+
+
+class LoginThrottled(CaseworkError):
+    def __init__(self, retry_after: int) -> None:
+        super().__init__("too many failed logins; try again later")
+        self.retry_after = retry_after
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def issue_token(
+    session: Session, username: str, password: str, now: datetime | None = None, lifetime: timedelta = TOKEN_LIFETIME
+) -> tuple[str, datetime]:
+    now = now or utcnow()
+    with write_transaction(session):
+        since = now - THROTTLE_WINDOW
+        failures = session.scalar(
+            select(func.count())
+            .select_from(LoginFailure)
+            .where(LoginFailure.username == username, LoginFailure.at > since)
+        )
+        if failures >= THROTTLE_AFTER:
+            oldest = session.scalar(
+                select(func.min(LoginFailure.at)).where(LoginFailure.username == username, LoginFailure.at > since)
+            )
+            raise LoginThrottled(max(1, int((oldest + THROTTLE_WINDOW - now).total_seconds()) + 1))
+        user = session.scalar(select(User).where(User.username == username, User.active.is_(True)))
+        if user is None or not verify_password(user.password_hash, password):
+            session.add(LoginFailure(username=username, at=now))
+            session.commit()  # the failure must count even though we raise
+            raise AuthenticationFailed("wrong username or password")
+        session.execute(delete(LoginFailure).where(LoginFailure.username == username))
+        token = secrets.token_urlsafe(32)
+        expires_at = now + lifetime
+        session.add(AuthToken(token_hash=_digest(token), user_id=user.id, issued_at=now, expires_at=expires_at))
+    return token, expires_at
+
+
+def authenticate(session: Session, token: str, now: datetime | None = None) -> Actor:
+    now = now or utcnow()
+    row = session.get(AuthToken, _digest(token))
+    if row is None or row.revoked_at is not None or row.expires_at <= now or not row.user.active:
+        raise AuthenticationFailed("the token is unknown, expired or revoked")
+    return actor_for(row.user)
+
+
+def revoke_token(session: Session, token: str, now: datetime | None = None) -> None:
+    with write_transaction(session):
+        row = session.get(AuthToken, _digest(token))
+        if row is not None and row.revoked_at is None:
+            row.revoked_at = now or utcnow()
