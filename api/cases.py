@@ -103,11 +103,11 @@ def _case_response(case: Case, status: int = 200):
     return body, status, headers
 
 
-def _encode_cursor(before_id: int) -> str:
+def encode_cursor(before_id: int) -> str:
     return base64.urlsafe_b64encode(json.dumps({"before": before_id}).encode()).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: str) -> int:
+def decode_cursor(cursor: str) -> int:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         value = json.loads(base64.urlsafe_b64decode(padded))["before"]
@@ -143,13 +143,13 @@ class Cases(MethodView):
         filters = CaseFilters(
             query.get("state"), query.get("region"), query.get("hospital"), query.get("disease"), query.get("overdue")
         )
-        before = _decode_cursor(query["cursor"]) if query.get("cursor") else None
+        before = decode_cursor(query["cursor"]) if query.get("cursor") else None
         now = utcnow()
         actor = current_actor()
         page, next_before = list_cases(db.session(), actor, filters, query["limit"], before, now)
         return {
             "items": [present_case(c, actor, now) for c in page],
-            "next_cursor": _encode_cursor(next_before) if next_before else None,
+            "next_cursor": encode_cursor(next_before) if next_before else None,
         }
 
     @bp.arguments(NewCaseSchema)

@@ -47,6 +47,40 @@ def register_commands(app: Flask) -> None:
 
         click.echo(mermaid(), nl=False)
 
+    @app.cli.command("scheduler")
+    @click.option("--once", is_flag=True, help="one scan and exit (for cron)")
+    @click.option("--interval", default=None, type=int, help="seconds between scans")
+    def scheduler_command(once: bool, interval: int | None) -> None:
+        """Run the overdue scheduler alone (one per deployment)."""
+        import logging
+
+        from api.idempotency import purge_expired
+        from scheduler import jobs
+
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+        if once:
+            report = jobs.overdue_scan(db.session)
+            click.echo(
+                f"{report.raised} raised, {report.resolved} resolved, {report.escalated} escalated"
+                f"{' (skipped: another scheduler runs)' if report.skipped else ''}"
+            )
+            return
+
+        def purge() -> None:
+            with app.app_context():
+                purge_expired()
+
+        def scan_in_context(factory):
+            with app.app_context():
+                return jobs.overdue_scan(factory)
+
+        scheduler = jobs.build(
+            db.session, blocking=True, interval=interval or jobs.SCAN_SECONDS, extra_jobs={"purge_idempotency": purge}
+        )
+        scheduler.modify_job("overdue_scan", func=scan_in_context)
+        click.echo("scheduler running; Ctrl-C stops it")
+        scheduler.start()
+
     @app.cli.command("serve")
     @click.option("--host", default=lambda: os.environ.get("CASEWORK_HOST", "127.0.0.1"))
     @click.option("--port", default=lambda: int(os.environ.get("CASEWORK_PORT", "5000")), type=int)
@@ -62,3 +96,7 @@ def main() -> None:
     from api.app import create_app
 
     FlaskGroup(create_app=create_app, add_version_option=False)(prog_name="casework")
+
+
+if __name__ == "__main__":
+    main()

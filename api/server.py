@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
@@ -25,6 +27,21 @@ class _Server(BaseApplication):
 
 
 def run(host: str, port: int, workers: int) -> None:
+    """gunicorn in front, and beside it exactly one scheduler process (not one per worker; not in
+    gunicorn's master, where APScheduler misbehaves after fork). CASEWORK_SCHEDULER=off leaves it
+    to a separate `casework scheduler` for multi-host deployments."""
+    scheduler = None
+    if os.environ.get("CASEWORK_SCHEDULER", "on").lower() not in ("off", "0", "false", "no"):
+        scheduler = subprocess.Popen([sys.executable, "-m", "api.cli", "scheduler"])
+    try:
+        _serve(host, port, workers)
+    finally:
+        if scheduler is not None:
+            scheduler.terminate()
+            scheduler.wait(timeout=10)
+
+
+def _serve(host: str, port: int, workers: int) -> None:
     _Server(
         {
             "bind": f"{host}:{port}",

@@ -264,3 +264,62 @@ class AccessLog(Base):
     person_id: Mapped[int] = mapped_column(ForeignKey("persons.id"))
     what: Mapped[str] = mapped_column(String(60))
     at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+ALERT_STATUSES = ("open", "acknowledged", "resolved")
+
+
+class Alert(Base):
+    """One overdue condition: a case past its deadline in one step. Raised once, however many
+    schedulers run (the unique key), resolved by the transition that ends the step."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (
+        UniqueConstraint("case_id", "rule", "due_at"),
+        CheckConstraint(_in("status", ALERT_STATUSES), name="status"),
+        Index("ix_alerts_status_escalate", "status", "escalated_at"),
+        Index(None, "org_unit_code", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    rule: Mapped[str] = mapped_column(String(40))
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    raised_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    level: Mapped[int] = mapped_column(Integer, default=0)  # escalation climbs so far
+    org_unit_code: Mapped[str] = mapped_column(ForeignKey("org_units.code"))  # who must act now
+    status: Mapped[str] = mapped_column(String(15), default="open")
+    escalated_at: Mapped[datetime] = mapped_column(UTCDateTime)  # last climb, or raising
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    acknowledged_by: Mapped[str | None] = mapped_column(String(80))
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class AlertEscalation(Base):
+    """Each climb of an unacknowledged alert to the org unit above."""
+
+    __tablename__ = "alert_escalations"
+    __table_args__ = (UniqueConstraint("alert_id", "level"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id"))
+    level: Mapped[int] = mapped_column(Integer)
+    from_org_unit: Mapped[str] = mapped_column(ForeignKey("org_units.code"))
+    to_org_unit: Mapped[str] = mapped_column(ForeignKey("org_units.code"))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class FollowUpVisit(Base):
+    """A follow-up visit (随访): who saw the patient, when, what they found, when the next is due."""
+
+    __tablename__ = "follow_up_visits"
+    __table_args__ = (Index(None, "case_id", "visited_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"))
+    visited_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    visitor: Mapped[str] = mapped_column(String(80))
+    org_unit_code: Mapped[str | None] = mapped_column(ForeignKey("org_units.code"))
+    findings: Mapped[str] = mapped_column(Text)
+    next_due_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)

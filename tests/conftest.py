@@ -18,7 +18,20 @@ from api.models import IdempotencyRecord
 from casework.actor import Actor
 from casework.db import configure_engine
 from casework.id_number import make_id_number
-from casework.models import AccessLog, AuthToken, Case, CaseEvent, CaseHolder, LoginFailure, OrgUnit, Person, User
+from casework.models import (
+    AccessLog,
+    Alert,
+    AlertEscalation,
+    AuthToken,
+    Case,
+    CaseEvent,
+    CaseHolder,
+    FollowUpVisit,
+    LoginFailure,
+    OrgUnit,
+    Person,
+    User,
+)
 from casework.services.demo import load_demo
 from tests.databases import ENGINES, throwaway_database
 
@@ -71,7 +84,20 @@ def session(engine) -> Iterator[Session]:
 
 def _wipe_cases(engine: Engine) -> None:
     with Session(engine) as session:
-        for table in (IdempotencyRecord, AccessLog, AuthToken, LoginFailure, CaseHolder, CaseEvent, Case, Person, User):
+        for table in (
+            AlertEscalation,
+            Alert,
+            FollowUpVisit,
+            IdempotencyRecord,
+            AccessLog,
+            AuthToken,
+            LoginFailure,
+            CaseHolder,
+            CaseEvent,
+            Case,
+            Person,
+            User,
+        ):
             session.execute(delete(table))
         session.commit()
 
@@ -135,6 +161,10 @@ def new_person(
     session.add(person)
     session.commit()
     return person
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 def at(*args: int) -> datetime:

@@ -21,6 +21,18 @@ _PACK_DEADLINE = {
 }
 
 
+# The overdue rule each state's deadline raises, by name (alerts carry it).
+OVERDUE_RULES = {
+    SCREENED: "not_confirmed",
+    CONFIRMED: "not_assigned",
+    ASSIGNED: "not_admitted",
+    IN_TREATMENT: "stay_exceeded",
+    TREATED: "settlement_missing",
+    REFERRED: "referral_waiting",
+    FOLLOW_UP: "follow_up_missed",
+}
+
+
 def due_at(
     state: str,
     step_at: datetime,

@@ -37,6 +37,9 @@ DEADLINE_KEYS = (
     "alert_escalation",
 )
 HOSPITAL_LEVELS = ("township", "county", "municipal", "provincial")
+# States a case can be overdue in, and who can be told: the org unit responsible for the next step.
+OVERDUE_STATES = ("screened", "confirmed", "assigned", "in_treatment", "treated", "referred", "follow_up")
+ALERT_TARGETS = ("county", "hospital", "expert_group")
 
 
 class PolicyPackError(ValueError):
@@ -73,6 +76,7 @@ class PolicyPack:
     eligible_categories: tuple[str, ...]
     referral_ladder: tuple[str, ...]
     deadlines_days: dict[str, int]
+    overdue_alerts: dict[str, str]
     icd10_source: str
     diseases: dict[str, Disease]
     money: dict[str, Any] = field(default_factory=dict)
@@ -149,6 +153,11 @@ class _PackSchema(Schema):
         values=fields.Integer(validate=validate.Range(1, 365)),
         required=True,
     )
+    overdue_alerts = fields.Dict(
+        keys=fields.String(validate=validate.OneOf(OVERDUE_STATES)),
+        values=fields.String(validate=validate.OneOf(ALERT_TARGETS)),
+        required=True,
+    )
     icd10_source = fields.String(required=True)
     diseases = fields.List(fields.Nested(_DiseaseSchema), required=True, validate=validate.Length(min=1))
     money = fields.Nested(_MoneySchema, required=True)
@@ -161,6 +170,9 @@ class _PackSchema(Schema):
         missing = set(DEADLINE_KEYS) - set(data.get("deadlines_days", {}))
         if missing:
             raise ValidationError(f"missing {sorted(missing)}", "deadlines_days")
+        missing = set(OVERDUE_STATES) - set(data.get("overdue_alerts", {}))
+        if missing:
+            raise ValidationError(f"missing {sorted(missing)}", "overdue_alerts")
         codes = [d.code for d in data.get("diseases", [])]
         duplicates = sorted({c for c in codes if codes.count(c) > 1})
         if duplicates:
@@ -183,6 +195,7 @@ class _PackSchema(Schema):
             eligible_categories=tuple(data["eligible_categories"]),
             referral_ladder=tuple(data["referral_ladder"]),
             deadlines_days=dict(data["deadlines_days"]),
+            overdue_alerts=dict(data["overdue_alerts"]),
             icd10_source=data["icd10_source"],
             diseases={d.code: d for d in data["diseases"]},
             money=data["money"],

@@ -22,6 +22,7 @@ from casework.errors import Conflict, Forbidden, NotFound, ValidationFailed, Ver
 from casework.models import Case, CaseEvent, CaseHolder, Person
 from casework.references import DatabaseReferences, region_chain
 from casework.scope import case_scope, in_subtree
+from casework.services.alerts import resolve_for_case
 from workflows import case_machine as machine
 from workflows.deadlines import due_at
 from workflows.policy_pack import pack_for, packs
@@ -128,7 +129,7 @@ def fire(
         raise ValidationFailed.field("event", f"unknown event; events are {', '.join(machine.RULES)}")
 
     with write_transaction(session):
-        case = _lock_case(session, case_id, actor)
+        case = lock_case(session, case_id, actor)
         if case.version != expected_version:
             raise VersionMismatch(expected_version, case.version)
         if not machine.can_happen(event, case):
@@ -154,14 +155,15 @@ def fire(
         case.due_at = due_at(case.state, step_at, pack, case.disease_code, loaded.get("interval_days"))
         case.updated_at = now
         _append_event(session, case, event, from_state, actor, now, step_at, stored, reason)
-        for holder in (case.hospital_code, case.referral_group_code):
-            if holder:
-                _hold(session, case.id, holder)
         try:
             session.flush()
         except IntegrityError:
             # Reopening beside a newer open case for the same disease.
             raise Conflict("this person already has an open case for this disease") from None
+        resolve_for_case(session, case.id, now)  # the overdue step has ended, in this transaction
+        for holder in (case.hospital_code, case.referral_group_code):
+            if holder:
+                _hold(session, case.id, holder)
     return case
 
 
@@ -221,7 +223,7 @@ def replay(session: Session, case_id: int) -> Replayed:
 # --- internals ----------------------------------------------------------------------------------
 
 
-def _lock_case(session: Session, case_id: int, actor: Actor) -> Case:
+def lock_case(session: Session, case_id: int, actor: Actor) -> Case:
     """The case row, locked for this transaction (SQLite: already, by BEGIN IMMEDIATE)."""
     case = session.scalar(
         select(Case)

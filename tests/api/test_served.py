@@ -1,0 +1,116 @@
+"""Against the real server: `casework serve` (gunicorn, several worker processes), 16 clients racing
+for one case version over HTTP. Exactly one wins; the history has no gap."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from casework.services.cases import replay
+from tests.api.conftest import add_login
+from tests.api.helpers import iso
+from tests.api.test_lifecycle import new_case
+
+ROOT = Path(__file__).resolve().parents[2]
+CLIENTS = 16
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(db_url):
+    port = _free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": db_url,
+        "CASEWORK_WORKERS": "3",
+        "CASEWORK_THREADS": "4",
+        "CASEWORK_SCHEDULER": "off",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "api.cli", "serve", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(base + "/healthz", timeout=1):
+                break
+        except OSError:
+            time.sleep(0.2)
+    else:
+        process.kill()
+        pytest.fail("server did not start: " + process.stderr.read().decode()[-2000:])
+    yield base
+    process.terminate()
+    process.wait(timeout=20)
+
+
+def _post(url: str, body: dict, headers: dict[str, str]) -> int:
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), method="POST", headers={"Content-Type": "application/json", **headers}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        assert error.headers["Content-Type"] == "application/problem+json"
+        return error.code
+
+
+def test_sixteen_clients_one_etag_one_winner(server, client, session, logins):
+    case = new_case(client, session, logins)
+    coordinator = logins["coordinator"]
+    hospital = logins["hospital"].org_unit
+    barrier = threading.Barrier(CLIENTS)
+    statuses: list[int] = []
+
+    def fire(n: int) -> None:
+        # Half confirm, half exclude: two different valid answers racing for one version.
+        body = (
+            {"event": "exclude", "reason": f"client {n}"}
+            if n % 2
+            else {
+                "event": "confirm",
+                "data": {"diagnosis_code": "C15.9", "diagnosed_by": hospital, "diagnosed_at": iso(1)},
+            }
+        )
+        barrier.wait()
+        statuses.append(
+            _post(f"{server}/api/v1/cases/{case.id}/events", body, {**coordinator.headers, "If-Match": '"1"'})
+        )
+
+    threads = [threading.Thread(target=fire, args=(n,)) for n in range(CLIENTS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(90)
+    assert Counter(statuses) == {200: 1, 412: CLIENTS - 1}
+    session.rollback()
+    rebuilt = replay(session, case.id)
+    assert rebuilt.version == 2
+
+
+def test_login_through_the_server(server, session):
+    add_login(session, "served.clerk", "county_coordinator", "533124")
+    status = _post(f"{server}/api/v1/auth/token", {"username": "served.clerk", "password": "correct horse battery"}, {})
+    assert status == 200
