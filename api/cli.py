@@ -7,6 +7,7 @@ import os
 import click
 from flask import Flask
 from flask.cli import FlaskGroup
+from sqlalchemy.orm import sessionmaker
 
 from api.extensions import db
 from casework.actor import Actor
@@ -58,26 +59,21 @@ def register_commands(app: Flask) -> None:
         from scheduler import jobs
 
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+        # The jobs run outside any request: a plain session factory on the app's engine.
+        sessions = sessionmaker(db.engine)
         if once:
-            report = jobs.overdue_scan(db.session)
+            report = jobs.overdue_scan(sessions)
             click.echo(
                 f"{report.raised} raised, {report.resolved} resolved, {report.escalated} escalated"
                 f"{' (skipped: another scheduler runs)' if report.skipped else ''}"
             )
             return
-
-        def purge() -> None:
-            with app.app_context():
-                purge_expired()
-
-        def scan_in_context(factory):
-            with app.app_context():
-                return jobs.overdue_scan(factory)
-
         scheduler = jobs.build(
-            db.session, blocking=True, interval=interval or jobs.SCAN_SECONDS, extra_jobs={"purge_idempotency": purge}
+            sessions,
+            blocking=True,
+            interval=interval or jobs.SCAN_SECONDS,
+            extra_jobs={"purge_idempotency": lambda: purge_expired(sessions)},
         )
-        scheduler.modify_job("overdue_scan", func=scan_in_context)
         click.echo("scheduler running; Ctrl-C stops it")
         scheduler.start()
 

@@ -19,6 +19,7 @@ from typing import Any
 from flask import Response, current_app, g, request
 from sqlalchemy import delete
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
 
 from api.extensions import db
 from api.models import IdempotencyRecord
@@ -146,7 +147,8 @@ def _release(user_id: int, key: str) -> None:
         )
 
 
-def purge_expired() -> int:
+def purge_expired(sessions: Callable[[], Session]) -> int:
     """Drop answers past their time; the scheduler calls this."""
-    with write_transaction(db.session()) as session:
-        return session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.expires_at <= utcnow())).rowcount
+    with sessions() as session, write_transaction(session):
+        statement = delete(IdempotencyRecord).where(IdempotencyRecord.expires_at <= utcnow())
+        return session.connection().execute(statement).rowcount

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import BaseScheduler
@@ -47,7 +48,10 @@ def build(
         "max_instances": 1,
         "misfire_grace_time": interval,
     }
-    scheduler.add_job(overdue_scan, id="overdue_scan", args=[session_factory], **common)
+    # The first scan runs at start: a service restarted on Monday reports what went overdue meanwhile.
+    scheduler.add_job(
+        overdue_scan, id="overdue_scan", args=[session_factory], next_run_time=datetime.now(UTC), **common
+    )
     for job_id, job in (extra_jobs or {}).items():
         scheduler.add_job(job, id=job_id, **common)
     return scheduler

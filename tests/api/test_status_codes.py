@@ -214,3 +214,31 @@ def test_health(client):
     assert client.get("/healthz").json == {"status": "ok"}
     ready = client.get("/readyz")
     assert ready.status_code == 200 and ready.json["status"] == "ready"
+
+
+def test_idempotency_answers_expire_and_are_purged(app, client, session, logins):
+    from sqlalchemy.orm import sessionmaker
+
+    from api.idempotency import purge_expired
+    from api.models import IdempotencyRecord
+
+    coordinator = logins["coordinator"]
+    body = {
+        "id_number": make_id_number(LONGCHUAN, date(1972, 2, 2), 715),
+        "name": "岩香",
+        "village_code": village_of(session, LONGCHUAN),
+        "category": "poor_not_exited",
+        "category_since": "2016-01-01",
+    }
+    first = client.post("/api/v1/persons", headers={**coordinator.headers, "Idempotency-Key": "k1"}, json=body)
+    assert first.status_code == 201
+    session.rollback()
+    record = session.get(IdempotencyRecord, (session.scalar(select(IdempotencyRecord.user_id)), "k1"))
+    record.expires_at = utcnow() - timedelta(seconds=1)
+    session.commit()
+    with app.app_context():
+        from api.extensions import db
+
+        assert purge_expired(sessionmaker(db.engine)) == 1
+    session.rollback()
+    assert session.scalar(select(func.count()).select_from(IdempotencyRecord)) == 0
