@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from decimal import Decimal
 
-from sqlalchemy import JSON, DateTime, Engine, MetaData, event
+from sqlalchemy import JSON, BigInteger, DateTime, Engine, MetaData, event
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Session
 from sqlalchemy.types import TypeDecorator
@@ -106,3 +107,31 @@ def write_transaction(session: Session) -> Iterator[Session]:
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+class ScaledDecimal(TypeDecorator[Decimal]):
+    """An exact decimal stored as a scaled integer (money in fen, ratios in 1/10,000).
+
+    SQLite has no decimal type (SQLAlchemy would pass through floats); integers are exact on both
+    engines, and so are SQL sums over them.
+    """
+
+    impl = BigInteger
+    cache_ok = True
+
+    def __init__(self, scale: int = 2) -> None:
+        super().__init__()
+        self.scale = scale
+
+    def process_bind_param(self, value: Decimal | None, dialect) -> int | None:
+        if value is None:
+            return None
+        scaled = Decimal(value).scaleb(self.scale)
+        if scaled != scaled.to_integral_value():
+            raise ValueError(f"{value} has more than {self.scale} decimals")
+        return int(scaled)
+
+    def process_result_value(self, value: int | None, dialect) -> Decimal | None:
+        if value is None:
+            return None
+        return Decimal(int(value)).scaleb(-self.scale)

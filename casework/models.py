@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
@@ -20,7 +21,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from casework.db import Base, JSONDocument, UTCDateTime, utcnow
+from casework.db import Base, JSONDocument, ScaledDecimal, UTCDateTime, utcnow
 from workflows.case_machine import OPEN_STATES, TERMINAL_STATES
 from workflows.policy_pack import CATEGORIES
 
@@ -322,4 +323,57 @@ class FollowUpVisit(Base):
     org_unit_code: Mapped[str | None] = mapped_column(ForeignKey("org_units.code"))
     findings: Mapped[str] = mapped_column(Text)
     next_due_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+Money = ScaledDecimal(2)
+Ratio = ScaledDecimal(4)
+
+
+class Settlement(Base):
+    """One bill of one stay (一站式结算), as the hospital recorded it, and what the pack makes of it.
+
+    The ratios and shortfall are computed once, at recording, against the case's own policy pack:
+    county statistics are then plain SQL aggregates.
+    """
+
+    __tablename__ = "settlements"
+    __table_args__ = (
+        CheckConstraint("total >= 0 AND in_policy >= 0 AND in_policy <= total AND own_payment >= 0", name="amounts"),
+        CheckConstraint("kind IN ('inpatient', 'outpatient_special')", name="kind"),
+        Index(None, "case_id", "id"),
+        Index(None, "person_id", "year"),
+        # The scheduler's below-floor check reads recent bills below their floors only.
+        Index(
+            "ix_settlements_below_floor",
+            "recorded_at",
+            sqlite_where=text("below_floor"),
+            postgresql_where=text("below_floor"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"))
+    person_id: Mapped[int] = mapped_column(ForeignKey("persons.id"))
+    hospital_code: Mapped[str] = mapped_column(ForeignKey("hospitals.code"))
+    kind: Mapped[str] = mapped_column(String(20))
+    admitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    discharged_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    year: Mapped[int] = mapped_column(Integer)  # calendar year of discharge, for yearly caps and thresholds
+    referral_compliant: Mapped[bool] = mapped_column(Boolean)
+    special_treatment: Mapped[bool] = mapped_column(Boolean)
+    total: Mapped[Decimal] = mapped_column(Money)
+    in_policy: Mapped[Decimal] = mapped_column(Money)
+    basic_insurance: Mapped[Decimal] = mapped_column(Money)
+    critical_illness_insurance: Mapped[Decimal] = mapped_column(Money)
+    medical_assistance: Mapped[Decimal] = mapped_column(Money)
+    government_backstop: Mapped[Decimal] = mapped_column(Money)
+    charity: Mapped[Decimal] = mapped_column(Money)
+    other: Mapped[Decimal] = mapped_column(Money)
+    own_payment: Mapped[Decimal] = mapped_column(Money)
+    ratio_on_total: Mapped[Decimal | None] = mapped_column(Ratio)
+    ratio_on_in_policy: Mapped[Decimal | None] = mapped_column(Ratio)
+    below_floor: Mapped[bool] = mapped_column(Boolean)
+    shortfall: Mapped[Decimal] = mapped_column(Money)
+    recorded_by: Mapped[str] = mapped_column(String(80))
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -30,6 +30,7 @@ from casework.models import (
     LoginFailure,
     OrgUnit,
     Person,
+    Settlement,
     User,
 )
 from casework.services.demo import load_demo
@@ -85,6 +86,7 @@ def session(engine) -> Iterator[Session]:
 def _wipe_cases(engine: Engine) -> None:
     with Session(engine) as session:
         for table in (
+            Settlement,
             AlertEscalation,
             Alert,
             FollowUpVisit,

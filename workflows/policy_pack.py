@@ -114,11 +114,60 @@ class _DiseaseSchema(Schema):
         return Disease(**{**data, "icd10": tuple(data["icd10"])})
 
 
-class _MoneySchema(Schema):
+def _amount(**kwargs: Any) -> fields.Decimal:
+    return fields.Decimal(validate=validate.Range(0), **kwargs)
+
+
+class _Strict(Schema):
     class Meta:
         unknown = RAISE
 
+
+class _SecondAssistanceSchema(_Strict):
+    threshold = _amount(required=True)
+    ratio = fields.Decimal(required=True, validate=validate.Range(0, 1))
+    cap = _amount(required=True)
+
+
+class _BandSchema(_Strict):
+    start = _amount(data_key="from", attribute="from", load_default=None)
+    ratio = fields.Decimal(required=True, validate=validate.Range(0, 1))
+
+
+class _CriticalIllnessSchema(_Strict):
+    deductible_by_year = fields.Dict(keys=fields.Integer(), values=_amount(), required=True)
+    bands = fields.List(fields.Nested(_BandSchema), required=True, validate=validate.Length(min=1))
+
+
+class _AssistanceTrackSchema(_Strict):
+    rate = fields.Decimal(required=True, validate=validate.Range(0, 1))
+    cap = _amount(required=True)
+    out_of_policy_rate = fields.Decimal(load_default=None, validate=validate.Range(0, 1))
+
+
+class _AssistanceSchema(_Strict):
+    target_ratio = fields.Decimal(required=True, validate=validate.Range(0, 1))
+    ordinary = fields.Nested(_AssistanceTrackSchema, required=True)
+    major_disease = fields.Nested(_AssistanceTrackSchema, required=True)
+
+
+class _BackstopSchema(_Strict):
+    target_ratio = fields.Decimal(required=True, validate=validate.Range(0, 1))
+
+
+class _ChainSchema(_Strict):
+    """The whole settlement chain, for packs whose seed gives it (Longchuan)."""
+
+    critical_illness = fields.Nested(_CriticalIllnessSchema, required=True)
+    assistance = fields.Nested(_AssistanceSchema, required=True)
+    backstop = fields.Nested(_BackstopSchema, required=True)
+
+
+class _MoneySchema(_Strict):
     inpatient_actual_ratio_min = _ratio()
+    inpatient_actual_ratio_base = fields.String(
+        load_default="in_policy", validate=validate.OneOf(("in_policy", "total"))
+    )
     outpatient_special_ratio_min = _ratio()
     own_payment_share_max = _ratio()
     special_treatment_insurance_ratio = _ratio()
@@ -130,7 +179,29 @@ class _MoneySchema(Schema):
         load_default=None,
     )
     assistance_share_of_own_payment_min = _ratio()
+    floor_categories = fields.List(
+        fields.String(validate=validate.OneOf(CATEGORIES)), load_default=None, allow_none=True
+    )
+    rural_income_previous_year = fields.Dict(
+        keys=fields.Integer(), values=_amount(), load_default=None, allow_none=True
+    )
+    second_assistance = fields.Nested(_SecondAssistanceSchema, load_default=None, allow_none=True)
+    charity_thresholds = fields.Dict(
+        keys=fields.String(validate=validate.OneOf(CATEGORIES)), values=_amount(), load_default=None, allow_none=True
+    )
+    chain = fields.Nested(_ChainSchema, load_default=None, allow_none=True)
     notes = fields.String(load_default="")
+
+    @validates_schema
+    def _chain_needs_levels(self, data: dict[str, Any], **_: Any) -> None:
+        if data.get("chain") and not data.get("inpatient_ratio_by_level"):
+            raise ValidationError("a chain needs inpatient_ratio_by_level", "chain")
+        bands = (data.get("chain") or {}).get("critical_illness", {}).get("bands", [])
+        if bands and (bands[0].get("from") is not None or any(b.get("from") is None for b in bands[1:])):
+            raise ValidationError(
+                "the first band starts at the deductible (no 'from'); later ones need 'from'",
+                "chain.critical_illness.bands",
+            )
 
 
 class _PackSchema(Schema):
@@ -213,6 +284,14 @@ def _flatten(messages: Any, prefix: str = "") -> list[str]:
     return [f"{prefix}: {messages}"]
 
 
+def _leaves(tree: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    if isinstance(tree, dict):
+        return [leaf for key, value in tree.items() for leaf in _leaves(value, f"{prefix}.{key}".strip("."))]
+    if isinstance(tree, list):
+        return [leaf for index, value in enumerate(tree) for leaf in _leaves(value, f"{prefix}.{index}")]
+    return [(prefix, tree)]
+
+
 def load_pack(path: Path) -> PolicyPack:
     """Load and validate one pack; a broken pack raises PolicyPackError naming file and field."""
     try:
@@ -222,7 +301,7 @@ def load_pack(path: Path) -> PolicyPack:
     if not isinstance(raw, dict):
         raise PolicyPackError(f"{path.name}: a pack is a mapping of fields")
     # YAML reads unquoted 0.90 as a float: refuse it, money must be exact.
-    for key, value in (raw.get("money") or {}).items():
+    for key, value in _leaves(raw.get("money") or {}):
         if isinstance(value, float):
             raise PolicyPackError(f"{path.name}: money.{key}: write decimals as quoted strings")
     try:

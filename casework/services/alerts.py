@@ -22,13 +22,18 @@ from sqlalchemy.orm import Session, aliased
 from casework.actor import Actor
 from casework.db import UTCDateTime, utcnow, write_transaction
 from casework.errors import Forbidden, NotFound, ValidationFailed
-from casework.models import Alert, AlertEscalation, Case, OrgUnit
+from casework.models import Alert, AlertEscalation, Case, OrgUnit, Settlement
 from casework.scope import case_scope
 from workflows.case_machine import OPEN_STATES
 from workflows.deadlines import OVERDUE_RULES
 from workflows.policy_pack import PolicyPack, packs
 
 log = logging.getLogger("casework.alerts")
+
+# Rules about a step end with the step; a money alert (below_floor) stays until someone acts on it.
+STEP_RULES = tuple(OVERDUE_RULES.values())
+BELOW_FLOOR = "below_floor"
+BELOW_FLOOR_WINDOW = timedelta(days=30)  # settlements this recent are checked on each scan
 
 ADVISORY_LOCK_KEY = 7_318_004_211  # any constant: one overdue scan at a time per database
 _TARGET_COLUMN = {"county": Case.county_code, "hospital": Case.hospital_code, "expert_group": Case.referral_group_code}
@@ -87,7 +92,7 @@ def resolve_ended(session: Session, now: datetime) -> int:
     )
     statement = (
         update(Alert)
-        .where(Alert.status != "resolved", ~still_overdue)
+        .where(Alert.status != "resolved", Alert.rule.in_(STEP_RULES), ~still_overdue)
         .values(status="resolved", resolved_at=now)
         .execution_options(synchronize_session=False)
     )
@@ -98,10 +103,40 @@ def resolve_for_case(session: Session, case_id: int, now: datetime) -> None:
     """The case left its overdue step: its alerts end in the same transaction."""
     session.execute(
         update(Alert)
-        .where(Alert.case_id == case_id, Alert.status != "resolved")
+        .where(Alert.case_id == case_id, Alert.status != "resolved", Alert.rule.in_(STEP_RULES))
         .values(status="resolved", resolved_at=now)
         .execution_options(synchronize_session=False)
     )
+
+
+def raise_below_floor(session: Session, now: datetime) -> int:
+    """Tell the county coordinator about each recent settlement below its policy's floors, once."""
+    recent = (
+        select(
+            Settlement.case_id,
+            literal(BELOW_FLOOR),
+            Settlement.recorded_at,
+            _at(now),
+            literal(0),
+            Case.county_code,
+            literal("open"),
+            _at(now),
+        )
+        .join(Case, Case.id == Settlement.case_id)
+        .where(
+            Settlement.below_floor, Settlement.recorded_at >= now - BELOW_FLOOR_WINDOW, Settlement.recorded_at <= now
+        )
+    )
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    statement = (
+        dialect.insert(Alert)
+        .from_select(
+            ["case_id", "rule", "due_at", "raised_at", "level", "org_unit_code", "status", "escalated_at"], recent
+        )
+        .on_conflict_do_nothing()
+        .execution_options(preserve_rowcount=True)
+    )
+    return session.connection().execute(statement).rowcount
 
 
 def escalate_unacknowledged(session: Session, now: datetime, available: dict[str, PolicyPack] | None = None) -> int:
@@ -155,7 +190,7 @@ def scan(session: Session, now: datetime | None = None) -> ScanReport:
                 log.info("overdue scan skipped: another scheduler holds the lock")
                 return ScanReport(0, 0, 0, time.perf_counter() - started, skipped=True)
         resolved = resolve_ended(session, now)
-        raised = raise_overdue(session, now)
+        raised = raise_overdue(session, now) + raise_below_floor(session, now)
         escalated = escalate_unacknowledged(session, now)
     report = ScanReport(raised, resolved, escalated, time.perf_counter() - started)
     log.info(

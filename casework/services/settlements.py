@@ -1,0 +1,157 @@
+"""Recording a stay's bill (一站式结算) and judging it against the case's policy pack."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import and_, case, exists, func, select
+from sqlalchemy.orm import Session
+
+from casework.actor import Actor
+from casework.db import utcnow, write_transaction
+from casework.errors import Conflict, Forbidden, ValidationFailed
+from casework.models import Case, CaseEvent, Hospital, Settlement
+from casework.services.alerts import resolve_for_case
+from casework.services.cases import get_case, lock_case
+from casework.services.stats import raw
+from workflows.case_machine import TREATED
+from workflows.money import LAYERS, Assessment, Bill, YearPosition, YearToDate, assess, bill_errors, expected_layers
+from workflows.money import year_position as position_for_year
+from workflows.policy_pack import PolicyPack, packs
+
+CHINA = ZoneInfo("Asia/Shanghai")  # a stay belongs to the calendar year in which it ended, in China
+
+
+@dataclass(frozen=True)
+class SettlementView:
+    settlement: Settlement
+    assessment: Assessment
+    expected: dict[str, Decimal] | None
+    year: YearPosition
+
+
+def _bill(row: Settlement) -> Bill:
+    return Bill(
+        row.kind,
+        row.total,
+        row.in_policy,
+        {layer: getattr(row, layer) for layer in LAYERS},
+        row.own_payment,
+        row.referral_compliant,
+        row.special_treatment,
+    )
+
+
+def _context(session: Session, case: Case, hospital_code: str) -> tuple[PolicyPack, str, bool]:
+    pack = packs()[case.policy_code]
+    level = session.scalar(select(Hospital.level).where(Hospital.code == hospital_code))
+    return pack, level, pack.disease(case.disease_code).higher_floor
+
+
+def record_settlement(
+    session: Session,
+    actor: Actor,
+    case_id: int,
+    *,
+    kind: str,
+    discharged_at: datetime,
+    total: Decimal,
+    in_policy: Decimal,
+    own_payment: Decimal,
+    referral_compliant: bool,
+    special_treatment: bool,
+    admitted_at: datetime | None = None,
+    now: datetime | None = None,
+    **layers: Decimal,
+) -> SettlementView:
+    now = now or utcnow()
+    if actor.role != "hospital":
+        raise Forbidden("designated hospitals record settlements")
+    layers = {layer: layers.get(layer, Decimal("0.00")) for layer in LAYERS}
+    bill = Bill(kind, total, in_policy, layers, own_payment, referral_compliant, special_treatment)
+    errors = bill_errors(bill)
+    if discharged_at > now:
+        errors["discharged_at"] = ["lies in the future"]
+    if admitted_at is not None and admitted_at > discharged_at:
+        errors["admitted_at"] = ["lies after discharge"]
+    if errors:
+        raise ValidationFailed(errors, "the bill does not add up")
+    with write_transaction(session):
+        case = lock_case(session, case_id, actor)  # scope: hospitals see the cases they hold or held
+        admitted = session.scalar(select(exists().where(CaseEvent.case_id == case.id, CaseEvent.event == "admit")))
+        if kind == "inpatient" and not admitted:
+            raise Conflict("the case has no admission to settle")
+        pack, level, higher = _context(session, case, actor.org_unit_code)
+        result = assess(bill, pack, category=case.category, hospital_level=level, higher_floor=higher)
+        row = Settlement(
+            case_id=case.id,
+            person_id=case.person_id,
+            hospital_code=actor.org_unit_code,
+            kind=kind,
+            admitted_at=admitted_at,
+            discharged_at=discharged_at,
+            year=discharged_at.astimezone(CHINA).year,
+            referral_compliant=referral_compliant,
+            special_treatment=special_treatment,
+            total=total,
+            in_policy=in_policy,
+            own_payment=own_payment,
+            ratio_on_total=result.ratio_on_total,
+            ratio_on_in_policy=result.ratio_on_in_policy,
+            below_floor=result.below_floor,
+            shortfall=result.shortfall,
+            recorded_by=actor.username,
+            recorded_at=now,
+            **layers,
+        )
+        session.add(row)
+        if case.state == TREATED:
+            # The discharged-without-settlement deadline is met: nothing is due in this step any more.
+            case.due_at = None
+            resolve_for_case(session, case.id, now)
+        session.flush()
+        view = _view(session, case, row)
+    return view
+
+
+def list_settlements(session: Session, actor: Actor, case_id: int) -> list[SettlementView]:
+    case = get_case(session, actor, case_id)
+    rows: Sequence[Settlement] = session.scalars(
+        select(Settlement).where(Settlement.case_id == case.id).order_by(Settlement.id)
+    ).all()
+    return [_view(session, case, row) for row in rows]
+
+
+def _view(session: Session, case: Case, row: Settlement) -> SettlementView:
+    pack, level, higher = _context(session, case, row.hospital_code)
+    bill = _bill(row)
+    ytd = _year_to_date(session, row)
+    expected = expected_layers(bill, pack, year=row.year, hospital_level=level, higher_floor=higher, ytd=ytd)
+    result = assess(bill, pack, category=case.category, hospital_level=level, higher_floor=higher)
+    year = position_for_year(pack, row.year, ytd.own_payment + row.own_payment, case.category)
+    return SettlementView(row, result, expected, year)
+
+
+def _year_to_date(session: Session, row: Settlement) -> YearToDate:
+    """The person's earlier settlements of the same year (any case): yearly bands, caps, thresholds."""
+    earlier = and_(Settlement.person_id == row.person_id, Settlement.year == row.year, Settlement.id < row.id)
+    chain_base = case(
+        (
+            and_(Settlement.kind == "inpatient", Settlement.referral_compliant, ~Settlement.special_treatment),
+            raw(Settlement.in_policy) - raw(Settlement.basic_insurance),
+        ),
+        else_=0,
+    )
+    base, assistance, own = session.execute(
+        select(
+            func.coalesce(func.sum(chain_base), 0),
+            func.coalesce(func.sum(raw(Settlement.medical_assistance)), 0),
+            func.coalesce(func.sum(raw(Settlement.own_payment)), 0),
+        ).where(earlier)
+    ).one()
+    # Raw sums are in the stored unit (fen): scale them like the column type does.
+    return YearToDate(*(Decimal(int(v)).scaleb(-2) for v in (base, assistance, own)))

@@ -1,0 +1,70 @@
+"""County figures for coordinators and supervisors: cases by state, overdue, money against floors."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+from sqlalchemy import BigInteger, Float, case, func, select, type_coerce
+from sqlalchemy.orm import Session
+
+from casework.actor import Actor
+from casework.db import utcnow
+from casework.models import Case, OrgUnit, Settlement
+from casework.scope import case_scope
+from workflows.case_machine import OPEN_STATES
+
+
+def raw(expression):
+    """The stored integer (fen, 1/10,000) of a ScaledDecimal expression, for SQL arithmetic."""
+    return type_coerce(expression, BigInteger)
+
+
+def county_stats(session: Session, actor: Actor, now: datetime | None = None) -> list[dict[str, Any]]:
+    """One row per county in the actor's scope; three grouped queries, whatever the number of cases."""
+    now = now or utcnow()
+    scope = case_scope(actor)
+    rows: dict[str, dict[str, Any]] = defaultdict(
+        lambda: {
+            "cases_by_state": {},
+            "overdue": 0,
+            "settlements": 0,
+            "mean_actual_ratio": None,
+            "shortfalls": {"count": 0, "total": Decimal("0.00")},
+        }
+    )
+    by_state = select(Case.county_code, Case.state, func.count()).where(scope).group_by(Case.county_code, Case.state)
+    for county, state, count in session.execute(by_state):
+        rows[county]["cases_by_state"][state] = count
+    overdue = (
+        select(Case.county_code, func.count())
+        .where(scope, Case.state.in_(OPEN_STATES), Case.due_at < now)
+        .group_by(Case.county_code)
+    )
+    for county, count in session.execute(overdue):
+        rows[county]["overdue"] = count
+    money = (
+        select(
+            Case.county_code,
+            func.count(Settlement.id),
+            func.avg(
+                raw(case((Settlement.kind == "inpatient", Settlement.ratio_on_in_policy), else_=None)), type_=Float
+            ),
+            func.sum(case((Settlement.below_floor, 1), else_=0)),
+            func.coalesce(func.sum(raw(case((Settlement.below_floor, Settlement.shortfall), else_=0))), 0),
+        )
+        .join(Case, Case.id == Settlement.case_id)
+        .where(scope)
+        .group_by(Case.county_code)
+    )
+    for county, count, mean_ratio, below, shortfall in session.execute(money):
+        row = rows[county]
+        row["settlements"] = count
+        # Stored in 1/10,000 and fen (ScaledDecimal): scale the aggregates the same way.
+        if mean_ratio is not None:
+            row["mean_actual_ratio"] = (Decimal(str(mean_ratio)) / 10000).quantize(Decimal("0.0001"), ROUND_HALF_UP)
+        row["shortfalls"] = {"count": int(below or 0), "total": Decimal(int(shortfall)).scaleb(-2)}
+    names = dict(session.execute(select(OrgUnit.code, OrgUnit.name).where(OrgUnit.code.in_(list(rows)))).all())
+    return [{"county": code, "county_name": names.get(code, ""), **rows[code]} for code in sorted(rows)]

@@ -1,0 +1,289 @@
+"""Money rules of the seeds, computed exactly (Decimal, to the fen, half up).
+
+A bill is what a designated hospital records for one stay: total cost, the in-policy part, what
+each layer paid and the patient's own payment. From it and the case's policy pack this module
+computes the actual reimbursement ratios, checks each floor the pack sets (with the shortfall in
+yuan where one is missed), and, for packs that give the whole chain (Longchuan), what each layer
+should have paid.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+from workflows.policy_pack import PolicyPack
+
+FEN = Decimal("0.01")
+ZERO = Decimal("0")
+LAYERS = (
+    "basic_insurance",  # 基本医保
+    "critical_illness_insurance",  # 大病保险
+    "medical_assistance",  # 医疗救助
+    "government_backstop",  # 兜底保障
+    "charity",  # 慈善
+    "other",  # 补充 and anything else
+)
+KINDS = ("inpatient", "outpatient_special")
+
+
+def fen(value: Decimal) -> Decimal:
+    return value.quantize(FEN, rounding=ROUND_HALF_UP)
+
+
+def _ratio(numerator: Decimal, denominator: Decimal) -> Decimal | None:
+    return None if denominator == 0 else (numerator / denominator).quantize(Decimal("0.0001"), ROUND_HALF_UP)
+
+
+@dataclass(frozen=True)
+class Bill:
+    kind: str
+    total: Decimal
+    in_policy: Decimal
+    layers: dict[str, Decimal]
+    own_payment: Decimal
+    referral_compliant: bool
+    special_treatment: bool
+
+    @property
+    def reimbursed(self) -> Decimal:
+        return sum(self.layers.values(), ZERO)
+
+    @property
+    def insurance(self) -> Decimal:
+        return self.layers["basic_insurance"] + self.layers["critical_illness_insurance"]
+
+    @property
+    def own_in_policy_after_insurance(self) -> Decimal:
+        """The in-policy cost insurance left to the patient: what assistance floors are measured on."""
+        return max(ZERO, self.in_policy - self.insurance)
+
+
+def bill_errors(bill: Bill) -> dict[str, list[str]]:
+    """Field → messages for a bill that cannot be right; empty when it adds up."""
+    errors: dict[str, list[str]] = {}
+    amounts = {"total": bill.total, "in_policy": bill.in_policy, "own_payment": bill.own_payment, **bill.layers}
+    for name, value in amounts.items():
+        if value < 0:
+            errors[name] = ["must not be negative"]
+        elif value != fen(value):
+            errors[name] = ["has more than two decimals"]
+    if bill.in_policy > bill.total:
+        errors.setdefault("in_policy", []).append("exceeds the total")
+    if not errors and bill.reimbursed + bill.own_payment != bill.total:
+        message = f"layers ({bill.reimbursed}) + own_payment ({bill.own_payment}) must equal total ({bill.total})"
+        for name in ("total", "own_payment"):
+            errors[name] = [message]
+    return errors
+
+
+@dataclass(frozen=True)
+class FloorCheck:
+    code: str
+    label: str
+    required: Decimal  # the floor (a minimum) or the ceiling (own payment share)
+    actual: Decimal | None
+    met: bool
+    shortfall: Decimal  # yuan missing to reach the floor; 0 when met
+
+
+@dataclass(frozen=True)
+class Assessment:
+    ratio_on_total: Decimal | None
+    ratio_on_in_policy: Decimal | None
+    own_payment_share: Decimal | None
+    floors: list[FloorCheck] = field(default_factory=list)
+
+    @property
+    def shortfall(self) -> Decimal:
+        """The largest shortfall: paying it makes every floor met (the floors overlap, they do not add)."""
+        return max((check.shortfall for check in self.floors), default=ZERO)
+
+    @property
+    def below_floor(self) -> bool:
+        return any(not check.met for check in self.floors)
+
+
+def _minimum(code: str, label: str, floor: Decimal, numerator: Decimal, base: Decimal) -> FloorCheck:
+    actual = _ratio(numerator, base)
+    missing = fen(max(ZERO, floor * base - numerator))
+    return FloorCheck(code, label, floor, actual, missing == 0, missing)
+
+
+def assess(
+    bill: Bill, pack: PolicyPack, *, category: str, hospital_level: str | None, higher_floor: bool
+) -> Assessment:
+    """Ratios of one bill and every floor of the pack that applies to it."""
+    money: dict[str, Any] = pack.money
+    checks: list[FloorCheck] = []
+    applies = money.get("floor_categories") is None or category in money["floor_categories"]
+    if applies and bill.kind == "inpatient" and bill.referral_compliant:
+        floor = money.get("inpatient_actual_ratio_min")
+        if floor is not None:
+            base = bill.total if money.get("inpatient_actual_ratio_base") == "total" else bill.in_policy
+            checks.append(_minimum("inpatient_actual_ratio", "住院实际补偿比例", floor, bill.reimbursed, base))
+        by_level = money.get("inpatient_ratio_by_level") or {}
+        if hospital_level in by_level and by_level[hospital_level] is not None:
+            checks.append(
+                _minimum(
+                    "basic_ratio_by_level",
+                    f"基本医保{hospital_level}级住院报销比例",
+                    by_level[hospital_level],
+                    bill.layers["basic_insurance"],
+                    bill.in_policy,
+                )
+            )
+        if bill.special_treatment:
+            key = "special_treatment_insurance_ratio_higher" if higher_floor else "special_treatment_insurance_ratio"
+            if money.get(key) is not None:
+                checks.append(
+                    _minimum(
+                        "special_treatment_insurance",
+                        "大病专项救治基本医保+大病保险实际报销",
+                        money[key],
+                        bill.insurance,
+                        bill.total,
+                    )
+                )
+        ceiling = money.get("own_payment_share_max")
+        if ceiling is not None:
+            excess = fen(max(ZERO, bill.own_payment - ceiling * bill.total))
+            checks.append(
+                FloorCheck(
+                    "own_payment_share",
+                    "个人自付比例",
+                    ceiling,
+                    _ratio(bill.own_payment, bill.total),
+                    excess == 0,
+                    excess,
+                )
+            )
+    if applies and bill.kind == "outpatient_special" and money.get("outpatient_special_ratio_min") is not None:
+        checks.append(
+            _minimum(
+                "outpatient_special_ratio",
+                "门诊特殊慢性病实际报销比例",
+                money["outpatient_special_ratio_min"],
+                bill.reimbursed,
+                bill.in_policy,
+            )
+        )
+    assistance_floor = money.get("assistance_share_of_own_payment_min")
+    if applies and assistance_floor is not None and bill.own_in_policy_after_insurance > 0:
+        checks.append(
+            _minimum(
+                "assistance_share",
+                "医疗救助占政策范围内自付比例",
+                assistance_floor,
+                bill.layers["medical_assistance"],
+                bill.own_in_policy_after_insurance,
+            )
+        )
+    return Assessment(
+        ratio_on_total=_ratio(bill.reimbursed, bill.total),
+        ratio_on_in_policy=_ratio(bill.reimbursed, bill.in_policy),
+        own_payment_share=_ratio(bill.own_payment, bill.total),
+        floors=checks,
+    )
+
+
+# --- the year: own payment to date against the thresholds of the pack ---------------------------
+
+
+@dataclass(frozen=True)
+class YearPosition:
+    year: int
+    own_payment_to_date: Decimal
+    rural_income: Decimal | None  # the county's previous-year rural per-capita disposable income
+    over_rural_income: Decimal | None  # how far the own payment exceeds it (None when unknown)
+    second_assistance_due: Decimal | None  # Qidong: 40% of yearly inpatient own payment over 10,000, capped
+    charity_eligible: bool | None  # Qidong: yearly own payment at the category's threshold
+
+
+def year_position(pack: PolicyPack, year: int, own_to_date: Decimal, category: str) -> YearPosition:
+    money = pack.money
+    income = (money.get("rural_income_previous_year") or {}).get(year)
+    over = None if income is None else fen(max(ZERO, own_to_date - income))
+    second = money.get("second_assistance")
+    second_due = None
+    if second:
+        second_due = fen(min(second["cap"], max(ZERO, own_to_date - second["threshold"]) * second["ratio"]))
+    thresholds = money.get("charity_thresholds") or {}
+    charity = None if category not in thresholds else own_to_date >= thresholds[category]
+    return YearPosition(year, fen(own_to_date), income, over, second_due, charity)
+
+
+# --- the chain of a pack that gives it whole (Longchuan) ------------------------------------------
+
+
+@dataclass(frozen=True)
+class YearToDate:
+    """What earlier stays of the calendar year used up, for the chain's yearly bands and caps."""
+
+    critical_illness_base: Decimal = ZERO  # in-policy cost left after basic insurance, summed
+    assistance_paid: Decimal = ZERO
+    own_payment: Decimal = ZERO
+
+
+def _band_amount(start: Decimal, end: Decimal, bands: list[dict[str, Decimal]]) -> Decimal:
+    """Pay the slice [start, end) of the year's cumulative base, band by band."""
+    paid = ZERO
+    for index, band in enumerate(bands):
+        low = band["from"]
+        high = bands[index + 1]["from"] if index + 1 < len(bands) else None
+        overlap_start = max(start, low)
+        overlap_end = end if high is None else min(end, high)
+        if overlap_end > overlap_start:
+            paid += (overlap_end - overlap_start) * band["ratio"]
+    return paid
+
+
+def expected_layers(
+    bill: Bill, pack: PolicyPack, *, year: int, hospital_level: str, higher_floor: bool, ytd: YearToDate
+) -> dict[str, Decimal] | None:
+    """What each layer should pay under the pack's chain, or None where the pack gives no chain
+    (or the stay falls outside it: outpatient, or not following the referral rules)."""
+    chain = pack.money.get("chain")
+    if not chain or bill.kind != "inpatient" or not bill.referral_compliant:
+        return None
+    if year not in chain["critical_illness"]["deductible_by_year"]:
+        return None  # the pack has no figures for that year: nothing to compare against, rather than a guess
+    by_level = pack.money["inpatient_ratio_by_level"]
+    basic = fen(bill.in_policy * by_level[hospital_level])
+    left = bill.in_policy - basic
+    if bill.special_treatment:
+        # 单病种: basic + critical-illness insurance together pay the special-treatment ratio of the cost.
+        key = "special_treatment_insurance_ratio_higher" if higher_floor else "special_treatment_insurance_ratio"
+        critical = fen(max(ZERO, pack.money[key] * bill.total - basic))
+    else:
+        critical_rules = chain["critical_illness"]
+        deductible = critical_rules["deductible_by_year"][year]
+        bands = [{"from": deductible, "ratio": critical_rules["bands"][0]["ratio"]}, *critical_rules["bands"][1:]]
+        start = ytd.critical_illness_base
+        critical = fen(_band_amount(start, start + left, bands))
+    assistance_rules = chain["assistance"]
+    track = assistance_rules["major_disease" if bill.special_treatment else "ordinary"]
+    target = assistance_rules["target_ratio"] * bill.in_policy
+    gap = max(ZERO, target - basic - critical)
+    remaining_own = max(ZERO, bill.in_policy - basic - critical)
+    assistance = min(gap, track["rate"] * remaining_own)
+    if bill.special_treatment and track.get("out_of_policy_rate") is not None:
+        assistance += track["out_of_policy_rate"] * (bill.total - bill.in_policy)
+    assistance = fen(max(ZERO, min(assistance, track["cap"] - ytd.assistance_paid)))
+    backstop = fen(max(ZERO, chain["backstop"]["target_ratio"] * bill.in_policy - basic - critical - assistance))
+    own = bill.total - basic - critical - assistance - backstop
+    income = (pack.money.get("rural_income_previous_year") or {}).get(year)
+    if income is not None and ytd.own_payment + own > income:
+        over = min(own, ytd.own_payment + own - income)
+        backstop += over
+        own -= over
+    return {
+        "basic_insurance": basic,
+        "critical_illness_insurance": critical,
+        "medical_assistance": assistance,
+        "government_backstop": fen(backstop),
+        "charity": ZERO,
+        "other": ZERO,
+        "own_payment": fen(own),
+    }
