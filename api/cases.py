@@ -15,6 +15,7 @@ from flask_smorest import Blueprint
 from api.auth import current_actor
 from api.extensions import db
 from api.idempotency import idempotent
+from api.persons import person_view
 from api.problems import problem
 from api.schemas import (
     CaseEventSchema,
@@ -54,17 +55,7 @@ def present_case(case: Case, actor: Actor, now: datetime, full_id: bool = False)
         "state": case.state,
         "state_label": STATE_LABELS[case.state],
         "version": case.version,
-        "person": {
-            "id": person.id,
-            "name": person.name,
-            "id_number": id_number,
-            "id_number_masked": masked,
-            "sex": person.sex,
-            "birth_date": person.birth_date,
-            "village_code": person.village_code,
-            "category": person.category,
-            "category_since": person.category_since,
-        },
+        "person": person_view(person, id_number, masked),
         "disease": {
             "code": disease.code,
             "name_zh": disease.name_zh,

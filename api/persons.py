@@ -17,6 +17,21 @@ from casework.services.persons import get_person, register_person
 bp = Blueprint("persons", __name__, url_prefix="/api/v1", description="Residents cases are about")
 
 
+def person_view(person: Person, id_number: str, masked: bool) -> dict:
+    """A person as the API shows them, with the ID number as the caller may see it."""
+    return {
+        "id": person.id,
+        "name": person.name,
+        "id_number": id_number,
+        "id_number_masked": masked,
+        "sex": person.sex,
+        "birth_date": person.birth_date,
+        "village_code": person.village_code,
+        "category": person.category,
+        "category_since": person.category_since,
+    }
+
+
 def _present(person: Person, status: int = 200):
     actor = current_actor()
     county = next((u.code for u in region_chain(db.session(), person.village_code) if u.kind == "county"), "")

@@ -6,11 +6,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import JSON, BigInteger, DateTime, Engine, MetaData, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Session
 from sqlalchemy.types import TypeDecorator
+
+from casework.errors import Conflict
 
 # Named constraints, or Alembic's batch mode cannot recreate SQLite tables that carry them.
 NAMING_CONVENTION = {
@@ -103,6 +108,23 @@ def write_transaction(session: Session) -> Iterator[Session]:
     except BaseException:
         session.rollback()
         raise
+
+
+def insert_ignoring_conflicts(session: Session, model: Any) -> Any:
+    """An INSERT that skips rows hitting a unique key (ON CONFLICT DO NOTHING), on either engine.
+
+    Call ``.values(...)`` or ``.from_select(...)`` on it, then ``.on_conflict_do_nothing()``.
+    """
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    return dialect.insert(model)
+
+
+def flush_or_conflict(session: Session, detail: str) -> None:
+    """Flush, turning a unique-key violation (a concurrent duplicate) into a 409 the client can read."""
+    try:
+        session.flush()
+    except IntegrityError:
+        raise Conflict(detail) from None
 
 
 def utcnow() -> datetime:

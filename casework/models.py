@@ -19,7 +19,7 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, declared_attr, mapped_column, relationship
 
 from casework.db import Base, JSONDocument, ScaledDecimal, UTCDateTime, utcnow
 from workflows.case_machine import OPEN_STATES, TERMINAL_STATES
@@ -55,19 +55,25 @@ class OrgUnit(Base):
     parent: Mapped[OrgUnit | None] = relationship(remote_side=[code])
 
 
-class Hospital(Base):
-    __tablename__ = "hospitals"
-    __table_args__ = (CheckConstraint(_in("level", HOSPITAL_LEVELS), name="level"),)
+class _PlacedUnit:
+    """A hospital or an expert group: an org unit of its own, with a level, sitting in a region."""
 
     code: Mapped[str] = mapped_column(ForeignKey("org_units.code"), primary_key=True)
     level: Mapped[str] = mapped_column(String(20))
     region_code: Mapped[str] = mapped_column(ForeignKey("org_units.code"), index=True)
 
-    org_unit: Mapped[OrgUnit] = relationship(foreign_keys=[code])
+    @declared_attr
+    def org_unit(cls) -> Mapped[OrgUnit]:
+        return relationship(foreign_keys=[cls.code])
 
     @property
     def name(self) -> str:
         return self.org_unit.name
+
+
+class Hospital(_PlacedUnit, Base):
+    __tablename__ = "hospitals"
+    __table_args__ = (CheckConstraint(_in("level", HOSPITAL_LEVELS), name="level"),)
 
 
 class HospitalDesignation(Base):
@@ -82,19 +88,9 @@ class HospitalDesignation(Base):
     __table_args__ = (Index(None, "policy_code", "disease_code"),)
 
 
-class ExpertGroup(Base):
+class ExpertGroup(_PlacedUnit, Base):
     __tablename__ = "expert_groups"
     __table_args__ = (CheckConstraint(_in("level", EXPERT_LEVELS), name="level"),)
-
-    code: Mapped[str] = mapped_column(ForeignKey("org_units.code"), primary_key=True)
-    level: Mapped[str] = mapped_column(String(20))
-    region_code: Mapped[str] = mapped_column(ForeignKey("org_units.code"), index=True)
-
-    org_unit: Mapped[OrgUnit] = relationship(foreign_keys=[code])
-
-    @property
-    def name(self) -> str:
-        return self.org_unit.name
 
 
 class ExpertGroupPartner(Base):

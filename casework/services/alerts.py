@@ -15,12 +15,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, case, exists, false, insert, literal, or_, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Select, and_, case, exists, false, insert, literal, or_, select, text, update
 from sqlalchemy.orm import Session, aliased
 
 from casework.actor import Actor
-from casework.db import UTCDateTime, utcnow, write_transaction
+from casework.db import UTCDateTime, insert_ignoring_conflicts, utcnow, write_transaction
 from casework.errors import Forbidden, NotFound, ValidationFailed
 from casework.models import Alert, AlertEscalation, Case, OrgUnit, Settlement
 from casework.scope import case_scope
@@ -62,6 +61,20 @@ def _target_org(available: dict[str, PolicyPack]):
     return case(*whens, else_=None)
 
 
+def _insert_alerts(session: Session, rows: Select) -> int:
+    """Insert new alerts from ``rows``; the unique (case, rule, due_at) makes a repeat a no-op."""
+    statement = (
+        insert_ignoring_conflicts(session, Alert)
+        .from_select(
+            ["case_id", "rule", "due_at", "raised_at", "level", "org_unit_code", "status", "escalated_at"], rows
+        )
+        .on_conflict_do_nothing()
+        # SQLAlchemy only reads an INSERT's rowcount when asked to.
+        .execution_options(preserve_rowcount=True)
+    )
+    return session.connection().execute(statement).rowcount
+
+
 def raise_overdue(session: Session, now: datetime, available: dict[str, PolicyPack] | None = None) -> int:
     available = packs() if available is None else available
     target = _target_org(available)
@@ -69,17 +82,7 @@ def raise_overdue(session: Session, now: datetime, available: dict[str, PolicyPa
     overdue = select(Case.id, rule, Case.due_at, _at(now), literal(0), target, literal("open"), _at(now)).where(
         Case.state.in_(OPEN_STATES), Case.due_at < now, Case.due_at.is_not(None), target.is_not(None)
     )
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    statement = (
-        dialect.insert(Alert)
-        .from_select(
-            ["case_id", "rule", "due_at", "raised_at", "level", "org_unit_code", "status", "escalated_at"], overdue
-        )
-        .on_conflict_do_nothing()
-        # SQLAlchemy only reads an INSERT's rowcount when asked to.
-        .execution_options(preserve_rowcount=True)
-    )
-    return session.connection().execute(statement).rowcount
+    return _insert_alerts(session, overdue)
 
 
 def resolve_ended(session: Session, now: datetime) -> int:
@@ -127,16 +130,7 @@ def raise_below_floor(session: Session, now: datetime) -> int:
             Settlement.below_floor, Settlement.recorded_at >= now - BELOW_FLOOR_WINDOW, Settlement.recorded_at <= now
         )
     )
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    statement = (
-        dialect.insert(Alert)
-        .from_select(
-            ["case_id", "rule", "due_at", "raised_at", "level", "org_unit_code", "status", "escalated_at"], recent
-        )
-        .on_conflict_do_nothing()
-        .execution_options(preserve_rowcount=True)
-    )
-    return session.connection().execute(statement).rowcount
+    return _insert_alerts(session, recent)
 
 
 def escalate_unacknowledged(session: Session, now: datetime, available: dict[str, PolicyPack] | None = None) -> int:

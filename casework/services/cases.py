@@ -12,12 +12,10 @@ from typing import Any
 
 from marshmallow import ValidationError
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from casework.actor import Actor
-from casework.db import utcnow, write_transaction
+from casework.db import flush_or_conflict, insert_ignoring_conflicts, utcnow, write_transaction
 from casework.errors import Conflict, Forbidden, NotFound, ValidationFailed, VersionMismatch
 from casework.models import Case, CaseEvent, CaseHolder, Person
 from casework.references import DatabaseReferences, region_chain
@@ -92,10 +90,7 @@ def screen(
             updated_at=now,
         )
         session.add(case)
-        try:
-            session.flush()
-        except IntegrityError:
-            raise Conflict("this person already has an open case for this disease") from None
+        flush_or_conflict(session, "this person already has an open case for this disease")
         _append_event(
             session,
             case,
@@ -155,11 +150,8 @@ def fire(
         case.due_at = due_at(case.state, step_at, pack, case.disease_code, loaded.get("interval_days"))
         case.updated_at = now
         _append_event(session, case, event, from_state, actor, now, step_at, stored, reason)
-        try:
-            session.flush()
-        except IntegrityError:
-            # Reopening beside a newer open case for the same disease.
-            raise Conflict("this person already has an open case for this disease") from None
+        # Reopening beside a newer open case for the same disease trips the partial unique index.
+        flush_or_conflict(session, "this person already has an open case for this disease")
         resolve_for_case(session, case.id, now)  # the overdue step has ended, in this transaction
         for holder in (case.hospital_code, case.referral_group_code):
             if holder:
@@ -285,9 +277,7 @@ def _append_event(
 
 def _hold(session: Session, case_id: int, org_unit_code: str) -> None:
     """Record that a hospital or group holds the case; holding twice is a no-op on both engines."""
-    dialect = session.get_bind().dialect.name
-    module = postgresql if dialect == "postgresql" else sqlite
-    statement = module.insert(CaseHolder).values(case_id=case_id, org_unit_code=org_unit_code)
+    statement = insert_ignoring_conflicts(session, CaseHolder).values(case_id=case_id, org_unit_code=org_unit_code)
     session.execute(statement.on_conflict_do_nothing())
 
 

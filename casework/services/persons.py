@@ -5,11 +5,10 @@ from __future__ import annotations
 from datetime import date
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from casework.actor import Actor
-from casework.db import write_transaction
+from casework.db import flush_or_conflict, write_transaction
 from casework.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from casework.id_number import InvalidIdNumber, parse_id_number
 from casework.models import OrgUnit, Person
@@ -62,11 +61,8 @@ def register_person(
             category_since=category_since,
         )
         session.add(person)
-        try:
-            session.flush()
-        except IntegrityError:
-            # A concurrent registration of the same ID won the race.
-            raise Conflict("a person with this ID number is already registered") from None
+        # A concurrent registration of the same ID may have won the race.
+        flush_or_conflict(session, "a person with this ID number is already registered")
     return person
 
 
