@@ -6,14 +6,18 @@ unexpected (500) take the same shape. No stack trace or SQL ever reaches the cli
 
 from __future__ import annotations
 
+import http
 import logging
 from typing import Any
 
+from apispec import BasePlugin
 from flask import Flask, Response, json
 from flask_smorest import Api
+from flask_smorest.utils import prepare_response
 from marshmallow import Schema, fields
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DataError, InterfaceError, OperationalError, SQLAlchemyError
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import IntegerConverter
 
 from casework.errors import CaseworkError, Conflict, Forbidden, NotFound, ValidationFailed, VersionMismatch
 from casework.services.auth import AuthenticationFailed, LoginThrottled
@@ -95,10 +99,61 @@ def problem_for_domain_error(error: CaseworkError) -> Response:
     return problem(500, "Internal Server Error", "the server could not handle the request")
 
 
+class ProblemResponsesPlugin(BasePlugin):
+    """Documents every error response as what it is: application/problem+json with the Problem
+    schema. flask-smorest documents errors as application/json, and an ``alt_response`` given only
+    a description documents no body at all, so the document disagreed with every error answer."""
+
+    def operation_helper(self, path=None, operations=None, **kwargs: Any) -> None:
+        for operation in (operations or {}).values():
+            for status, response in (operation.get("responses") or {}).items():
+                if not isinstance(response, dict) or not _is_error(status):
+                    continue
+                content = response.setdefault("content", {})
+                if "application/json" in content:
+                    content.setdefault(MEDIA_TYPE, content.pop("application/json"))
+                content.setdefault(MEDIA_TYPE, {"schema": "Problem"})
+
+
+def _is_error(status: Any) -> bool:
+    return str(status) == "default" or (str(status).isdigit() and int(status) >= 400)
+
+
+MAX_ID = 2**63 - 1  # ids are BIGINT on PostgreSQL and INTEGER (64 bits) on SQLite
+
+
+class IdConverter(IntegerConverter):
+    """``<int:…>`` path segments that match only ids a table can hold: a larger number names no
+    case (404), rather than overflowing the driver (500). Documented as the integer's maximum."""
+
+    def __init__(self, map, fixed_digits=0, min=None, max=MAX_ID, signed=False) -> None:
+        super().__init__(map, fixed_digits, min, max, signed)
+
+
 class ProblemApi(Api):
-    """flask-smorest's Api, answering every HTTP error with problem+json."""
+    """flask-smorest's Api, answering every HTTP error with problem+json, and saying so."""
 
     ERROR_SCHEMA = ProblemSchema
+
+    def init_app(self, app: Flask, *args: Any, **kwargs: Any) -> None:
+        app.url_map.converters["int"] = IdConverter  # before any blueprint's rules are added
+        super().init_app(app, *args, **kwargs)
+
+    def _init_spec(self, *, extra_plugins=None, **options: Any) -> None:
+        super()._init_spec(extra_plugins=[*(extra_plugins or ()), ProblemResponsesPlugin()], **options)
+
+    def _register_responses(self) -> None:
+        # As flask-smorest does it, but error responses are problem+json.
+        for status in http.HTTPStatus:
+            response: dict[str, Any] = {"description": status.phrase}
+            if status >= 400:
+                response["schema"] = self.ERROR_SCHEMA
+            content_type = MEDIA_TYPE if status >= 400 else self.DEFAULT_RESPONSE_CONTENT_TYPE
+            prepare_response(response, self.spec, content_type)
+            self.spec.components.response(status.name, response, lazy=True)
+        default = {"description": "Default error response", "schema": self.ERROR_SCHEMA}
+        prepare_response(default, self.spec, MEDIA_TYPE)
+        self.spec.components.response("DEFAULT_ERROR", default, lazy=True)
 
     def handle_http_exception(self, error: HTTPException) -> Response:
         data = getattr(error, "data", None) or {}
@@ -121,6 +176,36 @@ class ProblemApi(Api):
 
 def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(CaseworkError, problem_for_domain_error)
+
+    @app.teardown_appcontext
+    def end_database_session(_error: BaseException | None) -> None:
+        # Runs before Flask-SQLAlchemy's own teardown (the last registered runs first). Its
+        # session.remove() rolls back with close(), which raises on a connection the database has
+        # just killed, leaves that connection checked out, and - escaping the WSGI app - replaces
+        # the finished answer with gunicorn's HTML 500. rollback() hands the connection back to the
+        # pool (which drops a dead one) before it raises; the answer already made stands.
+        from api.extensions import db
+
+        try:
+            db.session().rollback()
+        except SQLAlchemyError as exc:
+            log.warning("database connection lost while ending a request: %s", type(exc).__name__)
+        finally:
+            db.session.remove()
+
+    @app.errorhandler(DataError)
+    @app.errorhandler(OverflowError)
+    def value_out_of_range(error: Exception) -> Response:
+        # The database refused a value the request carried: an id beyond BIGINT (SQLite raises
+        # OverflowError before it gets there), a NUL character in a text (PostgreSQL). Found by
+        # fuzzing, where each was a 500.
+        log.info("value refused by the database: %s", type(error).__name__)
+        return problem(
+            422,
+            "Unprocessable Content",
+            "a value in the request is out of range or contains a character the database cannot store",
+            "unstorable-value",
+        )
 
     @app.errorhandler(OperationalError)
     @app.errorhandler(InterfaceError)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
+from api.problems import MAX_ID
 from casework.models import CATEGORIES
 from casework.services.queries import MAX_LIMIT
 from workflows.case_machine import RULES, STATE_LABELS
@@ -77,7 +78,7 @@ class CaseQuerySchema(Schema):
 
 
 class NewCaseSchema(Schema):
-    person_id = fields.Integer(required=True)
+    person_id = fields.Integer(required=True, validate=validate.Range(1, MAX_ID))
     disease_code = fields.String(required=True, validate=validate.Length(min=1, max=60))
     source = fields.String(
         required=True,
