@@ -31,7 +31,7 @@ from casework.db import utcnow
 from casework.errors import ValidationFailed
 from casework.id_number import mask_id_number
 from casework.models import Case
-from casework.privacy import record_full_read, shown_id_number
+from casework.privacy import log_full_read, may_see_full_id, record_full_read, shown_id_number
 from casework.services.cases import case_events, fire, get_case, screen
 from casework.services.queries import CaseFilters, list_cases, referral_queue
 from workflows.case_machine import STATE_LABELS, allowed_events
@@ -83,10 +83,20 @@ def present_case(case: Case, actor: Actor, now: datetime, full_id: bool = False)
     }
 
 
-def _case_response(case: Case, status: int = 200):
+def _log_full_read_within(actor: Actor):
+    """For writes: the answer shows the full record, so log the read in the write's own commit."""
+
+    def within(session, case: Case) -> None:
+        if may_see_full_id(actor, case.county_code):
+            log_full_read(session, actor, case.person_id, "case")
+
+    return within
+
+
+def _case_response(case: Case, status: int = 200, read_logged: bool = False):
     actor = current_actor()
     body = present_case(case, actor, utcnow(), full_id=True)
-    if not body["person"]["id_number_masked"]:
+    if not body["person"]["id_number_masked"] and not read_logged:
         record_full_read(db.session(), actor, case.person_id, "case")
     headers = {"ETag": f'"{case.version}"'}
     if status == 201:
@@ -150,8 +160,9 @@ class Cases(MethodView):
     @idempotent
     def post(self, new):
         """Screen a case (筛查发现): a person, a disease of the policy in force, when it was found."""
-        case = screen(db.session(), current_actor(), **new)
-        return _case_response(case, 201)
+        actor = current_actor()
+        case = screen(db.session(), actor, **new, within=_log_full_read_within(actor))
+        return _case_response(case, 201, read_logged=True)
 
 
 @bp.route("/cases/<int:case_id>")
@@ -201,8 +212,18 @@ class CaseEvents(MethodView):
         version, error = _expected_version()
         if error is not None:
             return error
-        case = fire(db.session(), case_id, body["event"], current_actor(), body["data"], version, body["reason"])
-        return _case_response(case)
+        actor = current_actor()
+        case = fire(
+            db.session(),
+            case_id,
+            body["event"],
+            actor,
+            body["data"],
+            version,
+            body["reason"],
+            within=_log_full_read_within(actor),
+        )
+        return _case_response(case, read_logged=True)
 
 
 @bp.route("/queues/referrals")

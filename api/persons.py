@@ -10,7 +10,7 @@ from api.extensions import db
 from api.idempotency import idempotent
 from api.schemas import NewPersonSchema, PersonBriefSchema
 from casework.models import Person
-from casework.privacy import record_full_read, shown_id_number
+from casework.privacy import log_full_read, may_see_full_id, record_full_read, shown_id_number
 from casework.references import region_chain
 from casework.services.persons import get_person, register_person
 
@@ -32,11 +32,22 @@ def person_view(person: Person, id_number: str, masked: bool) -> dict:
     }
 
 
-def _present(person: Person, status: int = 200):
+def _county_of(session, person: Person) -> str:
+    return next((u.code for u in region_chain(session, person.village_code) if u.kind == "county"), "")
+
+
+def _log_full_read_within(actor):
+    def within(session, person: Person) -> None:
+        if may_see_full_id(actor, _county_of(session, person)):
+            log_full_read(session, actor, person.id, "person")
+
+    return within
+
+
+def _present(person: Person, status: int = 200, read_logged: bool = False):
     actor = current_actor()
-    county = next((u.code for u in region_chain(db.session(), person.village_code) if u.kind == "county"), "")
-    id_number, masked = shown_id_number(actor, person.id_number, county)
-    if not masked:
+    id_number, masked = shown_id_number(actor, person.id_number, _county_of(db.session(), person))
+    if not masked and not read_logged:
         record_full_read(db.session(), actor, person.id, "person")
     body = {
         "id": person.id,
@@ -61,8 +72,9 @@ class Persons(MethodView):
     @idempotent
     def post(self, new):
         """Register a resident; birth date and sex come from the ID number."""
-        person = register_person(db.session(), current_actor(), **new)
-        return _present(person, 201)
+        actor = current_actor()
+        person = register_person(db.session(), actor, **new, within=_log_full_read_within(actor))
+        return _present(person, 201, read_logged=True)
 
 
 @bp.route("/persons/<int:person_id>")

@@ -199,5 +199,3 @@ class Stats(MethodView):
         """Per county in your scope: cases by state, overdue, mean actual ratio, shortfalls."""
         return county_stats(db.session(), current_actor())
 
-
-__all__ = ["bp", "LAYERS"]

@@ -22,8 +22,13 @@ def shown_id_number(actor: Actor, id_number: str, county_code: str) -> tuple[str
     return mask_id_number(id_number), True
 
 
+def log_full_read(session: Session, actor: Actor, person_id: int, what: str) -> None:
+    """Add the access-log row to the caller's transaction: a write that shows the full record logs
+    the read in the same commit, so an outage cannot split the change from its audit."""
+    session.add(AccessLog(user_id=actor.user_id, username=actor.username, person_id=person_id, what=what, at=utcnow()))
+
+
 def record_full_read(session: Session, actor: Actor, person_id: int, what: str) -> None:
+    """Log a full read on its own, for reads (there is nothing else to commit with)."""
     with write_transaction(session):
-        session.add(
-            AccessLog(user_id=actor.user_id, username=actor.username, person_id=person_id, what=what, at=utcnow())
-        )
+        log_full_read(session, actor, person_id, what)

@@ -6,6 +6,7 @@ the state machine, append the event, bump the version, set the new deadline.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -27,6 +28,8 @@ from workflows.policy_pack import pack_for, packs
 
 SCREENERS = ("county_coordinator", "village_doctor", "hospital")
 
+Within = Callable[[Session, Case], None]
+
 
 def screen(
     session: Session,
@@ -38,8 +41,12 @@ def screen(
     screened_at: datetime,
     note: str | None = None,
     now: datetime | None = None,
+    within: Within | None = None,
 ) -> Case:
-    """Open a case in ``screened`` for a person and a disease of the policy in force."""
+    """Open a case in ``screened`` for a person and a disease of the policy in force.
+
+    ``within(session, case)`` runs inside the transaction, before it commits (the API logs a full
+    read of the answer there, so the change and its audit commit together)."""
     now = now or utcnow()
     if actor.role not in SCREENERS:
         raise Forbidden(f"role {actor.role} may not screen cases")
@@ -104,6 +111,8 @@ def screen(
         )
         if actor.role == "hospital":
             _hold(session, case.id, actor.org_unit_code)
+        if within is not None:
+            within(session, case)
     return case
 
 
@@ -116,8 +125,9 @@ def fire(
     expected_version: int,
     reason: str | None = None,
     now: datetime | None = None,
+    within: Within | None = None,
 ) -> Case:
-    """Fire ``event`` on a case the actor last saw at ``expected_version``."""
+    """Fire ``event`` on a case the actor last saw at ``expected_version``; ``within`` as in screen."""
     now = now or utcnow()
     rule = machine.RULES.get(event)
     if rule is None:
@@ -156,6 +166,8 @@ def fire(
         for holder in (case.hospital_code, case.referral_group_code):
             if holder:
                 _hold(session, case.id, holder)
+        if within is not None:
+            within(session, case)
     return case
 
 

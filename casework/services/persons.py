@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
 
 from sqlalchemy import select
@@ -27,8 +28,10 @@ def register_person(
     village_code: str,
     category: str,
     category_since: date,
+    within: Callable[[Session, Person], None] | None = None,
 ) -> Person:
-    """Register a resident; the ID number is checked, and birth date and sex come from it."""
+    """Register a resident; the ID number is checked, and birth date and sex come from it.
+    ``within(session, person)`` runs inside the transaction, before it commits."""
     if actor.role not in REGISTRARS:
         raise Forbidden(f"role {actor.role} may not register persons")
     try:
@@ -63,6 +66,8 @@ def register_person(
         session.add(person)
         # A concurrent registration of the same ID may have won the race.
         flush_or_conflict(session, "a person with this ID number is already registered")
+        if within is not None:
+            within(session, person)
     return person
 
 
