@@ -20,6 +20,9 @@ import time
 import tracemalloc
 from pathlib import Path
 
+# Run as a script, this folder comes first on sys.path and bench/transitions.py would shadow the
+# `transitions` library: move the folder to the end (a stable sort) and put the repository first.
+sys.path.sort(key=lambda p: Path(p or ".").resolve() == Path(__file__).resolve().parent)
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from transitions import Machine
