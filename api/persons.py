@@ -49,17 +49,7 @@ def _present(person: Person, status: int = 200, read_logged: bool = False):
     id_number, masked = shown_id_number(actor, person.id_number, _county_of(db.session(), person))
     if not masked and not read_logged:
         record_full_read(db.session(), actor, person.id, "person")
-    body = {
-        "id": person.id,
-        "name": person.name,
-        "id_number": id_number,
-        "id_number_masked": masked,
-        "sex": person.sex,
-        "birth_date": person.birth_date,
-        "village_code": person.village_code,
-        "category": person.category,
-        "category_since": person.category_since,
-    }
+    body = person_view(person, id_number, masked)
     headers = {"Location": f"/api/v1/persons/{person.id}"} if status == 201 else {}
     return body, status, headers
 
