@@ -10,6 +10,7 @@ from api.auth import current_actor
 from api.cases import decode_cursor, encode_cursor
 from api.extensions import db
 from api.idempotency import idempotent
+from casework.models import ALERT_STATUSES
 from casework.services.alerts import acknowledge, list_alerts
 from casework.services.follow_ups import list_visits, record_visit
 from casework.services.queries import MAX_LIMIT
@@ -30,7 +31,7 @@ class AlertSchema(Schema):
     raised_at = fields.AwareDateTime()
     level = fields.Integer(metadata={"description": "escalation climbs so far (0 = not escalated)"})
     org_unit = fields.String(attribute="org_unit_code", metadata={"description": "who must act now"})
-    status = fields.String(validate=validate.OneOf(("open", "acknowledged", "resolved")))
+    status = fields.String(validate=validate.OneOf(ALERT_STATUSES))
     acknowledged_at = fields.AwareDateTime(allow_none=True)
     acknowledged_by = fields.String(allow_none=True)
     resolved_at = fields.AwareDateTime(allow_none=True)
@@ -42,7 +43,7 @@ class AlertListSchema(Schema):
 
 
 class AlertQuerySchema(Schema):
-    status = fields.String(validate=validate.OneOf(("open", "acknowledged", "resolved")))
+    status = fields.String(validate=validate.OneOf(ALERT_STATUSES))
     case_id = fields.Integer()
     limit = fields.Integer(load_default=50, validate=validate.Range(1, MAX_LIMIT))
     cursor = fields.String()

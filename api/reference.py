@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from api.extensions import db
 from casework.errors import NotFound
-from casework.models import ExpertGroup, Hospital, HospitalDesignation, OrgUnit
+from casework.models import HOSPITAL_LEVELS, ExpertGroup, Hospital, HospitalDesignation, OrgUnit
 from casework.scope import org_subtree
 from workflows.policy_pack import PolicyPack, packs
 
@@ -76,7 +76,7 @@ class HospitalSchema(Schema):
 
 class HospitalQuerySchema(Schema):
     region = fields.String(metadata={"description": "hospitals in this region or below"})
-    level = fields.String(validate=validate.OneOf(("village_clinic", "township", "county", "municipal", "provincial")))
+    level = fields.String(validate=validate.OneOf(HOSPITAL_LEVELS))
     policy = fields.String()
     disease = fields.String(metadata={"description": "only hospitals designated for it (with policy)"})
 

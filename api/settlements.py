@@ -198,4 +198,3 @@ class Stats(MethodView):
     def get(self):
         """Per county in your scope: cases by state, overdue, mean actual ratio, shortfalls."""
         return county_stats(db.session(), current_actor())
-

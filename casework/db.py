@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Engine, MetaData, event
+from sqlalchemy import JSON, BigInteger, DateTime, Engine, MetaData, event, type_coerce
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import IntegrityError
@@ -108,6 +108,11 @@ def write_transaction(session: Session) -> Iterator[Session]:
     except BaseException:
         session.rollback()
         raise
+
+
+def raw(expression: Any) -> Any:
+    """The stored integer (fen, 1/10,000) of a ScaledDecimal expression, for exact SQL sums."""
+    return type_coerce(expression, BigInteger)
 
 
 def insert_ignoring_conflicts(session: Session, model: Any) -> Any:

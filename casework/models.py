@@ -22,7 +22,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column, relationship
 
 from casework.db import Base, JSONDocument, ScaledDecimal, UTCDateTime, utcnow
-from workflows.case_machine import OPEN_STATES, TERMINAL_STATES
+from workflows.case_machine import HOSPITAL_RANK, OPEN_STATES, TERMINAL_STATES
+from workflows.money import KINDS as SETTLEMENT_KINDS
 from workflows.policy_pack import CATEGORIES
 
 # SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets a bigint identity.
@@ -30,7 +31,7 @@ BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 REGION_LEVELS = ("province", "city", "county", "township", "village")
 ORG_KINDS = (*REGION_LEVELS, "hospital", "expert_group")
-HOSPITAL_LEVELS = ("village_clinic", "township", "county", "municipal", "provincial")
+HOSPITAL_LEVELS = tuple(HOSPITAL_RANK)  # lowest first
 EXPERT_LEVELS = ("municipal", "provincial")
 ROLES = ("admin", "supervisor", "county_coordinator", "village_doctor", "hospital", "expert")
 
@@ -336,7 +337,7 @@ class Settlement(Base):
     __tablename__ = "settlements"
     __table_args__ = (
         CheckConstraint("total >= 0 AND in_policy >= 0 AND in_policy <= total AND own_payment >= 0", name="amounts"),
-        CheckConstraint("kind IN ('inpatient', 'outpatient_special')", name="kind"),
+        CheckConstraint(_in("kind", SETTLEMENT_KINDS), name="kind"),
         Index(None, "case_id", "id"),
         Index(None, "person_id", "year"),
         # The scheduler's below-floor check reads recent bills below their floors only.

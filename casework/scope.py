@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from casework.actor import Actor
 from casework.models import Case, CaseHolder, OrgUnit, Person
 
-_REGION_COLUMN = {"province": Case.province_code, "city": Case.city_code, "county": Case.county_code}
+REGION_COLUMN = {"province": Case.province_code, "city": Case.city_code, "county": Case.county_code}
 
 
 def case_scope(actor: Actor) -> ColumnElement[bool]:
@@ -20,8 +20,8 @@ def case_scope(actor: Actor) -> ColumnElement[bool]:
     code = actor.org_unit_code
     if actor.role == "admin":
         return true()
-    if actor.role == "supervisor" and actor.org_kind in _REGION_COLUMN:
-        return _REGION_COLUMN[actor.org_kind] == code
+    if actor.role == "supervisor" and actor.org_kind in REGION_COLUMN:
+        return REGION_COLUMN[actor.org_kind] == code
     if actor.role == "county_coordinator" and actor.org_kind == "county":
         return Case.county_code == code
     if actor.role == "village_doctor" and actor.org_kind in ("village", "township"):

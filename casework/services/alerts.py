@@ -21,8 +21,9 @@ from sqlalchemy.orm import Session, aliased
 from casework.actor import Actor
 from casework.db import UTCDateTime, insert_ignoring_conflicts, utcnow, write_transaction
 from casework.errors import Forbidden, NotFound, ValidationFailed
-from casework.models import Alert, AlertEscalation, Case, OrgUnit, Settlement
+from casework.models import ALERT_STATUSES, Alert, AlertEscalation, Case, OrgUnit, Settlement
 from casework.scope import case_scope
+from casework.services.queries import newest_first_page
 from workflows.case_machine import OPEN_STATES
 from workflows.deadlines import OVERDUE_RULES
 from workflows.policy_pack import PolicyPack, packs
@@ -209,18 +210,14 @@ def list_alerts(
     before_id: int | None = None,
 ) -> tuple[Sequence[Alert], int | None]:
     """Alerts on cases the actor sees, newest first, with keyset pagination like the case list."""
-    if status is not None and status not in ("open", "acknowledged", "resolved"):
-        raise ValidationFailed.field("status", "must be open, acknowledged or resolved")
+    if status is not None and status not in ALERT_STATUSES:
+        raise ValidationFailed.field("status", f"must be one of {', '.join(ALERT_STATUSES)}")
     query = select(Alert).join(Case, Case.id == Alert.case_id).where(case_scope(actor))
     if status:
         query = query.where(Alert.status == status)
     if case_id is not None:
         query = query.where(Alert.case_id == case_id)
-    if before_id is not None:
-        query = query.where(Alert.id < before_id)
-    rows = session.scalars(query.order_by(Alert.id.desc()).limit(limit + 1)).all()
-    page = rows[:limit]
-    return page, (page[-1].id if len(rows) > limit else None)
+    return newest_first_page(session, query, Alert.id, limit, before_id)
 
 
 def acknowledge(session: Session, actor: Actor, alert_id: int, now: datetime | None = None) -> Alert:

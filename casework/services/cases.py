@@ -70,13 +70,6 @@ def screen(
             raise ValidationFailed.field("person_id", f"category {person.category} is not eligible under {pack.code}")
         if disease.age_max is not None and _age_on(person, screened_at) > disease.age_max:
             raise ValidationFailed.field("disease_code", f"{disease.name_zh} covers patients up to {disease.age_max}")
-        if session.scalar(
-            select(Case.id).where(
-                Case.person_id == person.id, Case.disease_code == disease_code, Case.state.in_(machine.OPEN_STATES)
-            )
-        ):
-            raise Conflict("this person already has an open case for this disease")
-
         case = Case(
             person_id=person.id,
             disease_code=disease_code,
@@ -97,6 +90,7 @@ def screen(
             updated_at=now,
         )
         session.add(case)
+        # One open case per person and disease: the partial unique index decides, race-free.
         flush_or_conflict(session, "this person already has an open case for this disease")
         _append_event(
             session,
@@ -148,6 +142,7 @@ def fire(
         loaded, reason = _load_data(rule, data or {}, reason)
         pack = packs()[case.policy_code]
         ctx = machine.EventContext(case, actor, loaded, pack, DatabaseReferences(session), now)
+        holders_before = (case.hospital_code, case.referral_group_code)
         try:
             from_state = machine.trigger(case, event, loaded, ctx)
         except machine.GuardFailed as exc:
@@ -163,8 +158,8 @@ def fire(
         # Reopening beside a newer open case for the same disease trips the partial unique index.
         flush_or_conflict(session, "this person already has an open case for this disease")
         resolve_for_case(session, case.id, now)  # the overdue step has ended, in this transaction
-        for holder in (case.hospital_code, case.referral_group_code):
-            if holder:
+        for holder in {case.hospital_code, case.referral_group_code} - set(holders_before):
+            if holder:  # a new hospital or group took the case over: it keeps seeing it from now on
                 _hold(session, case.id, holder)
         if within is not None:
             within(session, case)

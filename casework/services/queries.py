@@ -10,19 +10,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session, joinedload
 
 from casework.actor import Actor
 from casework.db import utcnow
 from casework.errors import Forbidden, ValidationFailed
 from casework.models import Case, ExpertGroup, Hospital, OrgUnit
-from casework.scope import case_scope, org_subtree
+from casework.scope import REGION_COLUMN, case_scope, org_subtree
 from workflows.case_machine import OPEN_STATES, REFERRED, STATE_LABELS
 
 MAX_LIMIT = 500
-
-_REGION_COLUMN = {"province": Case.province_code, "city": Case.city_code, "county": Case.county_code}
 
 
 @dataclass(frozen=True)
@@ -63,7 +61,7 @@ def list_cases(
         unit = session.get(OrgUnit, filters.region)
         if unit is None:
             raise ValidationFailed.field("region", "no such region")
-        column = _REGION_COLUMN.get(unit.kind)
+        column = REGION_COLUMN.get(unit.kind)
         if column is not None:
             query = query.where(column == unit.code)
         elif unit.kind in ("township", "village"):
@@ -78,9 +76,17 @@ def list_cases(
         query = query.where(Case.state.in_(OPEN_STATES), Case.due_at < now)
     elif filters.overdue is False:
         query = query.where((Case.due_at.is_(None)) | (Case.due_at >= now))
+    return newest_first_page(session, query.options(*_with_relations()), Case.id, limit, before_id)
+
+
+def newest_first_page(session: Session, query: Select, id_column, limit: int, before_id: int | None):
+    """Keyset pagination down the primary key: one row more than asked says whether a page follows.
+
+    Rows created while a client pages have higher ids, so they never shift the pages still to come.
+    """
     if before_id is not None:
-        query = query.where(Case.id < before_id)
-    rows = session.scalars(query.options(*_with_relations()).order_by(Case.id.desc()).limit(limit + 1)).unique().all()
+        query = query.where(id_column < before_id)
+    rows = session.scalars(query.order_by(id_column.desc()).limit(limit + 1)).unique().all()
     page = rows[:limit]
     return page, (page[-1].id if len(rows) > limit else None)
 

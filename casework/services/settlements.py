@@ -12,12 +12,11 @@ from sqlalchemy import and_, case, exists, func, select
 from sqlalchemy.orm import Session
 
 from casework.actor import Actor
-from casework.db import utcnow, write_transaction
+from casework.db import raw, utcnow, write_transaction
 from casework.errors import Conflict, Forbidden, ValidationFailed
 from casework.models import Case, CaseEvent, Hospital, Settlement
 from casework.services.alerts import resolve_for_case
 from casework.services.cases import get_case, lock_case
-from casework.services.stats import raw
 from workflows.case_machine import TREATED
 from workflows.money import LAYERS, Assessment, Bill, YearPosition, YearToDate, assess, bill_errors, expected_layers
 from workflows.money import year_position as position_for_year
@@ -114,7 +113,7 @@ def record_settlement(
             case.due_at = None
             resolve_for_case(session, case.id, now)
         session.flush()
-        view = _view(session, case, row)
+        view = _view(session, case, row, (pack, level, higher), result)
     return view
 
 
@@ -126,12 +125,19 @@ def list_settlements(session: Session, actor: Actor, case_id: int) -> list[Settl
     return [_view(session, case, row) for row in rows]
 
 
-def _view(session: Session, case: Case, row: Settlement) -> SettlementView:
-    pack, level, higher = _context(session, case, row.hospital_code)
+def _view(
+    session: Session,
+    case: Case,
+    row: Settlement,
+    context: tuple[PolicyPack, str, bool] | None = None,
+    assessment: Assessment | None = None,
+) -> SettlementView:
+    """The bill with its judgement; recording passes what it already computed instead of redoing it."""
+    pack, level, higher = context or _context(session, case, row.hospital_code)
     bill = _bill(row)
     ytd = _year_to_date(session, row)
     expected = expected_layers(bill, pack, year=row.year, hospital_level=level, higher_floor=higher, ytd=ytd)
-    result = assess(bill, pack, category=case.category, hospital_level=level, higher_floor=higher)
+    result = assessment or assess(bill, pack, category=case.category, hospital_level=level, higher_floor=higher)
     year = position_for_year(pack, row.year, ytd.own_payment + row.own_payment, case.category)
     return SettlementView(row, result, expected, year)
 

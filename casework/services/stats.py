@@ -7,19 +7,14 @@ from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from sqlalchemy import BigInteger, Float, case, func, select, type_coerce
+from sqlalchemy import Float, case, func, select
 from sqlalchemy.orm import Session
 
 from casework.actor import Actor
-from casework.db import utcnow
+from casework.db import raw, utcnow
 from casework.models import Case, OrgUnit, Settlement
 from casework.scope import case_scope
 from workflows.case_machine import OPEN_STATES
-
-
-def raw(expression):
-    """The stored integer (fen, 1/10,000) of a ScaledDecimal expression, for SQL arithmetic."""
-    return type_coerce(expression, BigInteger)
 
 
 def county_stats(session: Session, actor: Actor, now: datetime | None = None) -> list[dict[str, Any]]:
