@@ -5,8 +5,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from datetime import datetime
-from typing import Any
 
 from flask import request
 from flask.views import MethodView
@@ -15,7 +13,6 @@ from flask_smorest import Blueprint
 from api.auth import current_actor
 from api.extensions import db
 from api.idempotency import idempotent
-from api.persons import person_view
 from api.problems import problem
 from api.schemas import (
     CaseEventSchema,
@@ -29,58 +26,13 @@ from api.schemas import (
 from casework.actor import Actor
 from casework.db import utcnow
 from casework.errors import ValidationFailed
-from casework.id_number import mask_id_number
 from casework.models import Case
-from casework.privacy import log_full_read, may_see_full_id, record_full_read, shown_id_number
+from casework.privacy import log_full_read, may_see_full_id, record_full_read
 from casework.services.cases import case_events, fire, get_case, screen
 from casework.services.queries import CaseFilters, list_cases, referral_queue
-from workflows.case_machine import STATE_LABELS, allowed_events
-from workflows.policy_pack import packs
+from casework.views import case_view
 
 bp = Blueprint("cases", __name__, url_prefix="/api/v1", description="Patient cases and their transitions")
-
-
-def present_case(case: Case, actor: Actor, now: datetime, full_id: bool = False) -> dict[str, Any]:
-    """The case as this actor may see it. Lists always mask ID numbers; the record view may not."""
-    person = case.person
-    if full_id:
-        id_number, masked = shown_id_number(actor, person.id_number, case.county_code)
-    else:
-        id_number, masked = mask_id_number(person.id_number), True
-    disease = packs()[case.policy_code].disease(case.disease_code)
-    hospital = case.hospital
-    group = case.referral_group
-    return {
-        "id": case.id,
-        "state": case.state,
-        "state_label": STATE_LABELS[case.state],
-        "version": case.version,
-        "person": person_view(person, id_number, masked),
-        "disease": {
-            "code": disease.code,
-            "name_zh": disease.name_zh,
-            "name_en": disease.name_en,
-            "icd10": list(disease.icd10),
-        },
-        "policy": case.policy_code,
-        "category": case.category,
-        "county": case.county_code,
-        "hospital": {"code": hospital.code, "name": hospital.name, "level": hospital.level} if hospital else None,
-        "referral": {
-            "expert_group": {"code": group.code, "name": group.name, "level": group.level},
-            "referred_from": case.referred_from,
-            "since": case.entered_state_at,
-        }
-        if group
-        else None,
-        "source": case.source,
-        "note": case.note,
-        "screened_at": case.screened_at,
-        "entered_state_at": case.entered_state_at,
-        "due_at": case.due_at,
-        "overdue": case.due_at is not None and case.due_at < now,
-        "allowed_events": allowed_events(case, actor),
-    }
 
 
 def _log_full_read_within(actor: Actor):
@@ -95,7 +47,7 @@ def _log_full_read_within(actor: Actor):
 
 def _case_response(case: Case, status: int = 200, read_logged: bool = False):
     actor = current_actor()
-    body = present_case(case, actor, utcnow(), full_id=True)
+    body = case_view(case, actor, utcnow(), full_id=True)
     if not body["person"]["id_number_masked"] and not read_logged:
         record_full_read(db.session(), actor, case.person_id, "case")
     headers = {"ETag": f'"{case.version}"'}
@@ -149,7 +101,7 @@ class Cases(MethodView):
         actor = current_actor()
         page, next_before = list_cases(db.session(), actor, filters, query["limit"], before, now)
         return {
-            "items": [present_case(c, actor, now) for c in page],
+            "items": [case_view(c, actor, now) for c in page],
             "next_cursor": encode_cursor(next_before) if next_before else None,
         }
 
@@ -236,7 +188,7 @@ class ReferralQueue(MethodView):
         actor = current_actor()
         items = []
         for case in referral_queue(db.session(), actor):
-            item = present_case(case, actor, now)
+            item = case_view(case, actor, now)
             item["age_hours"] = round((now - case.entered_state_at).total_seconds() / 3600, 1)
             items.append(item)
         return items

@@ -13,23 +13,9 @@ from casework.models import Person
 from casework.privacy import log_full_read, may_see_full_id, record_full_read, shown_id_number
 from casework.references import region_chain
 from casework.services.persons import get_person, register_person
+from casework.views import person_view
 
 bp = Blueprint("persons", __name__, url_prefix="/api/v1", description="Residents cases are about")
-
-
-def person_view(person: Person, id_number: str, masked: bool) -> dict:
-    """A person as the API shows them, with the ID number as the caller may see it."""
-    return {
-        "id": person.id,
-        "name": person.name,
-        "id_number": id_number,
-        "id_number_masked": masked,
-        "sex": person.sex,
-        "birth_date": person.birth_date,
-        "village_code": person.village_code,
-        "category": person.category,
-        "category_since": person.category_since,
-    }
 
 
 def _county_of(session, person: Person) -> str:
