@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from datetime import datetime
 
 from flask import request
 from flask.views import MethodView
@@ -22,6 +23,7 @@ from api.schemas import (
     EventRequestSchema,
     NewCaseSchema,
     ReferralQueueItemSchema,
+    ReferralQueueQuerySchema,
 )
 from casework.actor import Actor
 from casework.db import utcnow
@@ -67,6 +69,23 @@ def decode_cursor(cursor: str) -> int:
         if not isinstance(value, int):
             raise TypeError
         return value
+    except (ValueError, KeyError, TypeError, binascii.Error):
+        raise ValidationFailed.field("cursor", "not a cursor this API gave out") from None
+
+
+def encode_queue_cursor(after: tuple[datetime, int]) -> str:
+    raw = json.dumps({"after": [after[0].isoformat(), after[1]]}).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_queue_cursor(cursor: str) -> tuple[datetime, int]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        at, case_id = json.loads(base64.urlsafe_b64decode(padded))["after"]
+        since = datetime.fromisoformat(at)
+        if not isinstance(case_id, int) or since.tzinfo is None:
+            raise TypeError
+        return since, case_id
     except (ValueError, KeyError, TypeError, binascii.Error):
         raise ValidationFailed.field("cursor", "not a cursor this API gave out") from None
 
@@ -180,15 +199,23 @@ class CaseEvents(MethodView):
 
 @bp.route("/queues/referrals")
 class ReferralQueue(MethodView):
+    @bp.arguments(ReferralQueueQuerySchema, location="query")
     @bp.response(200, ReferralQueueItemSchema(many=True))
     @bp.alt_response(403, description="only expert groups have a referral queue")
-    def get(self):
-        """Referrals waiting for your expert group, oldest first, with age and deadline."""
+    def get(self, query):
+        """Referrals waiting for your expert group, oldest first, with age and deadline; a page
+        of ``limit``, the next one named by the ``Link: <…>; rel="next"`` header."""
         now = utcnow()
         actor = current_actor()
+        after = decode_queue_cursor(query["cursor"]) if query.get("cursor") else None
+        page, next_after = referral_queue(db.session(), actor, query["limit"], after)
         items = []
-        for case in referral_queue(db.session(), actor):
+        for case in page:
             item = case_view(case, actor, now)
             item["age_hours"] = round((now - case.entered_state_at).total_seconds() / 3600, 1)
             items.append(item)
-        return items
+        headers = {}
+        if next_after is not None:
+            cursor = encode_queue_cursor(next_after)
+            headers["Link"] = f'</api/v1/queues/referrals?limit={query["limit"]}&cursor={cursor}>; rel="next"'
+        return items, 200, headers

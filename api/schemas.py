@@ -113,6 +113,11 @@ class ReferralQueueItemSchema(CaseSchema):
     age_hours = fields.Float(metadata={"description": "hours the referral has waited"})
 
 
+class ReferralQueueQuerySchema(Schema):
+    limit = fields.Integer(load_default=50, validate=validate.Range(1, MAX_LIMIT))
+    cursor = fields.String(metadata={"description": "from the previous page's Link rel=next"})
+
+
 class NewPersonSchema(Schema):
     id_number = fields.String(required=True, metadata={"description": "18-character resident ID (GB 11643)"})
     name = fields.String(required=True, validate=validate.Length(min=1, max=100))

@@ -16,13 +16,14 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    TextClause,
     UniqueConstraint,
     text,
 )
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column, relationship
 
 from casework.db import Base, JSONDocument, ScaledDecimal, UTCDateTime, utcnow
-from workflows.case_machine import HOSPITAL_RANK, OPEN_STATES, TERMINAL_STATES
+from workflows.case_machine import HOSPITAL_LEVELS, OPEN_STATES, STATE_NAMES
 from workflows.money import KINDS as SETTLEMENT_KINDS
 from workflows.policy_pack import CATEGORIES
 
@@ -31,7 +32,6 @@ BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 REGION_LEVELS = ("province", "city", "county", "township", "village")
 ORG_KINDS = (*REGION_LEVELS, "hospital", "expert_group")
-HOSPITAL_LEVELS = tuple(HOSPITAL_RANK)  # lowest first
 EXPERT_LEVELS = ("municipal", "provincial")
 ROLES = ("admin", "supervisor", "county_coordinator", "village_doctor", "hospital", "expert")
 
@@ -122,6 +122,15 @@ class Person(Base):
 
 
 _open = _in("state", OPEN_STATES)
+DUE_OPEN_INDEX = "ix_cases_due_open"
+
+
+def case_is_open() -> TextClause:
+    """``state IN (<open states>)`` as the very text of the partial indexes' WHERE clause.
+
+    SQLite considers a partial index only when the query repeats the index's predicate; an IN list
+    of bound parameters (what ``Case.state.in_(OPEN_STATES)`` sends) never qualifies."""
+    return text(_open)
 
 
 class Case(Base):
@@ -130,7 +139,7 @@ class Case(Base):
 
     __tablename__ = "cases"
     __table_args__ = (
-        CheckConstraint(_in("state", OPEN_STATES + TERMINAL_STATES), name="state"),
+        CheckConstraint(_in("state", STATE_NAMES), name="state"),
         CheckConstraint("version >= 1", name="version"),
         # One open case per person and disease; closed ones may be many (and reopen checks this).
         Index(
@@ -142,9 +151,12 @@ class Case(Base):
             postgresql_where=text(_open),
         ),
         # The overdue scan: open cases by deadline.
-        Index("ix_cases_due_open", "due_at", sqlite_where=text(_open), postgresql_where=text(_open)),
+        Index(DUE_OPEN_INDEX, "due_at", sqlite_where=text(_open), postgresql_where=text(_open)),
         Index("ix_cases_county_id", "county_code", "id"),
         Index("ix_cases_state_id", "state", "id"),
+        # Village doctors and ``region=<township>``: one equality, already in list order.
+        Index("ix_cases_township_id", "township_code", "id"),
+        Index("ix_cases_village_id", "village_code", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -155,7 +167,8 @@ class Case(Base):
     state: Mapped[str] = mapped_column(String(20))
     version: Mapped[int] = mapped_column(Integer, default=1)
     # Where the person lives, copied at screening: scoping is then plain indexed equality.
-    village_code: Mapped[str] = mapped_column(ForeignKey("org_units.code"), index=True)
+    village_code: Mapped[str] = mapped_column(ForeignKey("org_units.code"))
+    township_code: Mapped[str] = mapped_column(ForeignKey("org_units.code"))
     county_code: Mapped[str] = mapped_column(ForeignKey("org_units.code"))
     city_code: Mapped[str] = mapped_column(ForeignKey("org_units.code"), index=True)
     province_code: Mapped[str] = mapped_column(ForeignKey("org_units.code"), index=True)

@@ -10,15 +10,17 @@ Machine built per case).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from transitions import Machine
 
 from workflows import event_data as schemas
-from workflows.policy_pack import PolicyPack
+
+if TYPE_CHECKING:
+    from workflows.policy_pack import PolicyPack
 
 SCREENED = "screened"
 CONFIRMED = "confirmed"
@@ -32,29 +34,63 @@ CLOSED = "closed"
 WITHDRAWN = "withdrawn"
 DECEASED = "deceased"
 
-OPEN_STATES = (SCREENED, CONFIRMED, ASSIGNED, IN_TREATMENT, TREATED, FOLLOW_UP, REFERRED)
-TERMINAL_STATES = (EXCLUDED, CLOSED, WITHDRAWN, DECEASED)
-REFERRAL_ORIGINS = (ASSIGNED, IN_TREATMENT, FOLLOW_UP)
+# How a state's deadline is counted from the step: a key of the pack's ``deadlines_days``, or one of
+# the disease's own clocks (the expected stay; the follow-up interval plus the pack's grace).
+EXPECTED_STAY = "disease.expected_stay_days"
+FOLLOW_UP_INTERVAL = "disease.follow_up_interval_days"
 
-STATE_LABELS = {
-    SCREENED: "筛查发现",
-    CONFIRMED: "确诊",
-    ASSIGNED: "分配定点医院",
-    IN_TREATMENT: "入院救治",
-    TREATED: "出院",
-    FOLLOW_UP: "随访",
-    REFERRED: "转诊",
-    EXCLUDED: "排除",
-    CLOSED: "结案",
-    WITHDRAWN: "退出",
-    DECEASED: "死亡",
-}
+
+@dataclass(frozen=True)
+class State:
+    """One state of a case, declared once.
+
+    Everything else is derived from :data:`STATES`: ``OPEN_STATES``, ``TERMINAL_STATES``,
+    ``STATE_LABELS``, the overdue rules (``workflows.deadlines``), the states a policy pack must
+    name in ``overdue_alerts`` (``workflows.policy_pack``), and the database's CHECK constraint on
+    ``cases.state`` and its partial indexes over open cases (``casework.models``). Adding a state
+    therefore touches this table (and the events that reach it), the policy packs (who is told when
+    a case is overdue in it) and one migration re-creating the CHECK constraint and the partial
+    indexes — nothing else; ``tests/migrations`` proves the migrated DDL equals this declaration.
+    """
+
+    name: str
+    label: str  # Chinese, shown to users
+    terminal: bool = False
+    deadline: str | None = None  # how ``due_at`` is counted in this state (see EXPECTED_STAY)
+    overdue_rule: str | None = None  # the alert rule raised when a case is past ``due_at`` here
+
+
+# The order is the order of the DDL's state lists (open states first).
+STATES: tuple[State, ...] = (
+    State(SCREENED, "筛查发现", deadline="screened", overdue_rule="not_confirmed"),
+    State(CONFIRMED, "确诊", deadline="confirmed", overdue_rule="not_assigned"),
+    State(ASSIGNED, "分配定点医院", deadline="assigned", overdue_rule="not_admitted"),
+    State(IN_TREATMENT, "入院救治", deadline=EXPECTED_STAY, overdue_rule="stay_exceeded"),
+    State(TREATED, "出院", deadline="settlement_after_discharge", overdue_rule="settlement_missing"),
+    State(FOLLOW_UP, "随访", deadline=FOLLOW_UP_INTERVAL, overdue_rule="follow_up_missed"),
+    State(REFERRED, "转诊", deadline="referred", overdue_rule="referral_waiting"),
+    State(EXCLUDED, "排除", terminal=True),
+    State(CLOSED, "结案", terminal=True),
+    State(WITHDRAWN, "退出", terminal=True),
+    State(DECEASED, "死亡", terminal=True),
+)
+STATE_BY_NAME: Mapping[str, State] = {state.name: state for state in STATES}
+STATE_NAMES = tuple(STATE_BY_NAME)
+OPEN_STATES = tuple(state.name for state in STATES if not state.terminal)
+TERMINAL_STATES = tuple(state.name for state in STATES if state.terminal)
+STATE_LABELS = {state.name: state.label for state in STATES}
+# The overdue rule each state's deadline raises, by name (alerts carry it).
+OVERDUE_RULES = {state.name: state.overdue_rule for state in STATES if state.overdue_rule}
+REFERRAL_ORIGINS = (ASSIGNED, IN_TREATMENT, FOLLOW_UP)
 
 # A referral's answer sends the case back where it came from: a pseudo-destination, expanded
 # into one machine transition per origin, each guarded by the recorded ``referred_from``.
 RETURN_TO_ORIGIN = "<referred_from>"
 
-HOSPITAL_RANK = {"village_clinic": 0, "township": 1, "county": 2, "municipal": 3, "provincial": 4}
+# Hospital levels, lowest first: the one list the database, the reference API and the packs'
+# ``inpatient_ratio_by_level`` check against; a referral may only move up this ladder.
+HOSPITAL_LEVELS = ("village_clinic", "township", "county", "municipal", "provincial")
+HOSPITAL_RANK = {level: rank for rank, level in enumerate(HOSPITAL_LEVELS)}
 
 
 class Relation(StrEnum):
@@ -248,7 +284,6 @@ def clear_hospital(case: Any, data: Mapping[str, Any], from_state: str) -> None:
 @dataclass(frozen=True)
 class EventRule:
     name: str
-    label: str
     sources: tuple[str, ...]
     dest: str
     roles: Mapping[str, Relation]
@@ -257,7 +292,6 @@ class EventRule:
     effect: Effect | None = None
     step_time_field: str | None = None  # the data field saying when it happened in the world
     needs_reason: bool = False
-    creates: bool = field(default=False)
 
 
 COORDINATOR = {"county_coordinator": Relation.ANY}
@@ -268,7 +302,6 @@ RULES: dict[str, EventRule] = {
     for rule in (
         EventRule(
             "confirm",
-            "确诊",
             (SCREENED,),
             CONFIRMED,
             COORDINATOR,
@@ -278,7 +311,6 @@ RULES: dict[str, EventRule] = {
         ),
         EventRule(
             "exclude",
-            "排除",
             (SCREENED, CONFIRMED),
             EXCLUDED,
             COORDINATOR,
@@ -287,7 +319,6 @@ RULES: dict[str, EventRule] = {
         ),
         EventRule(
             "assign",
-            "分配定点医院",
             (CONFIRMED,),
             ASSIGNED,
             COORDINATOR,
@@ -297,7 +328,6 @@ RULES: dict[str, EventRule] = {
         ),
         EventRule(
             "admit",
-            "入院",
             (ASSIGNED,),
             IN_TREATMENT,
             {"hospital": Relation.ASSIGNED_HOSPITAL},
@@ -307,7 +337,6 @@ RULES: dict[str, EventRule] = {
         ),
         EventRule(
             "discharge",
-            "出院",
             (IN_TREATMENT,),
             TREATED,
             {"hospital": Relation.ASSIGNED_HOSPITAL},
@@ -317,7 +346,6 @@ RULES: dict[str, EventRule] = {
         ),
         EventRule(
             "start_follow_up",
-            "开始随访",
             (TREATED,),
             FOLLOW_UP,
             {"hospital": Relation.ASSIGNED_HOSPITAL, "county_coordinator": Relation.ANY},
@@ -325,7 +353,6 @@ RULES: dict[str, EventRule] = {
         ),
         EventRule(
             "close",
-            "结案",
             (TREATED, FOLLOW_UP),
             CLOSED,
             COORDINATOR,
@@ -334,7 +361,6 @@ RULES: dict[str, EventRule] = {
         ),
         EventRule(
             "refer",
-            "转诊",
             REFERRAL_ORIGINS,
             REFERRED,
             {"hospital": Relation.ASSIGNED_HOSPITAL, "county_coordinator": Relation.ANY},
@@ -344,7 +370,6 @@ RULES: dict[str, EventRule] = {
         ),
         EventRule(
             "escalate",
-            "上转省级专家组",
             (REFERRED,),
             REFERRED,
             HOLDING_EXPERT,
@@ -354,7 +379,6 @@ RULES: dict[str, EventRule] = {
         ),
         EventRule(
             "accept_referral",
-            "接收转诊",
             (REFERRED,),
             ASSIGNED,
             HOLDING_EXPERT,
@@ -364,7 +388,6 @@ RULES: dict[str, EventRule] = {
         ),
         EventRule(
             "consult",
-            "远程会诊",
             (REFERRED,),
             RETURN_TO_ORIGIN,
             HOLDING_EXPERT,
@@ -373,7 +396,6 @@ RULES: dict[str, EventRule] = {
         ),
         EventRule(
             "decline_referral",
-            "不予接收",
             (REFERRED,),
             RETURN_TO_ORIGIN,
             HOLDING_EXPERT,
@@ -383,7 +405,6 @@ RULES: dict[str, EventRule] = {
         ),
         EventRule(
             "withdraw",
-            "退出",
             OPEN_STATES,
             WITHDRAWN,
             COORDINATOR,
@@ -393,7 +414,6 @@ RULES: dict[str, EventRule] = {
         ),
         EventRule(
             "record_death",
-            "死亡",
             OPEN_STATES,
             DECEASED,
             {"county_coordinator": Relation.ANY, "hospital": Relation.ASSIGNED_HOSPITAL},
@@ -404,7 +424,6 @@ RULES: dict[str, EventRule] = {
         ),
         EventRule(
             "reopen",
-            "复发重启",
             (CLOSED,),
             CONFIRMED,
             COORDINATOR,
@@ -466,7 +485,7 @@ def _machine_transitions() -> list[dict[str, Any]]:
 
 MACHINE = Machine(
     model=None,
-    states=list(OPEN_STATES + TERMINAL_STATES),
+    states=list(STATE_NAMES),
     initial=SCREENED,
     transitions=_machine_transitions(),
     auto_transitions=False,
@@ -521,7 +540,7 @@ def trigger(case: Any, event: str, data: Mapping[str, Any], ctx: EventContext | 
 def mermaid() -> str:
     """The state diagram in Mermaid, drawn from the same machine every request goes through."""
     lines = ["stateDiagram-v2", f"    [*] --> {SCREENED}: screen"]
-    for state in OPEN_STATES + TERMINAL_STATES:
+    for state in STATE_NAMES:
         lines.append(f"    {state}: {state} {STATE_LABELS[state]}")
     seen: set[tuple[str, str, str]] = set()
     for name, event in MACHINE.events.items():

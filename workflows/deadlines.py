@@ -8,29 +8,10 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from workflows.case_machine import ASSIGNED, CONFIRMED, FOLLOW_UP, IN_TREATMENT, REFERRED, SCREENED, TREATED
+from workflows.case_machine import EXPECTED_STAY, FOLLOW_UP_INTERVAL, OVERDUE_RULES, STATE_BY_NAME
 from workflows.policy_pack import PolicyPack
 
-# States whose limit is a pack deadline, by the key in ``deadlines_days``.
-_PACK_DEADLINE = {
-    SCREENED: "screened",
-    CONFIRMED: "confirmed",
-    ASSIGNED: "assigned",
-    REFERRED: "referred",
-    TREATED: "settlement_after_discharge",
-}
-
-
-# The overdue rule each state's deadline raises, by name (alerts carry it).
-OVERDUE_RULES = {
-    SCREENED: "not_confirmed",
-    CONFIRMED: "not_assigned",
-    ASSIGNED: "not_admitted",
-    IN_TREATMENT: "stay_exceeded",
-    TREATED: "settlement_missing",
-    REFERRED: "referral_waiting",
-    FOLLOW_UP: "follow_up_missed",
-}
+__all__ = ["OVERDUE_RULES", "due_at"]
 
 
 def due_at(
@@ -40,15 +21,18 @@ def due_at(
     disease_code: str,
     follow_up_interval_days: int | None = None,
 ) -> datetime | None:
-    """When a case that entered ``state`` at ``step_at`` becomes overdue; None for final states."""
-    if state in _PACK_DEADLINE:
-        return step_at + timedelta(days=pack.deadlines_days[_PACK_DEADLINE[state]])
+    """When a case that entered ``state`` at ``step_at`` becomes overdue; None for final states.
+
+    Which clock applies is declared on the state (``workflows.case_machine.STATES``)."""
+    declared = STATE_BY_NAME[state].deadline
+    if declared is None:
+        return None
+    if declared not in (EXPECTED_STAY, FOLLOW_UP_INTERVAL):
+        return step_at + timedelta(days=pack.deadlines_days[declared])
     disease = pack.disease(disease_code)
     if disease is None:
         return None
-    if state == IN_TREATMENT:
+    if declared == EXPECTED_STAY:
         return step_at + timedelta(days=disease.expected_stay_days)
-    if state == FOLLOW_UP:
-        interval = follow_up_interval_days or disease.follow_up_interval_days
-        return step_at + timedelta(days=interval + pack.deadlines_days["follow_up_grace"])
-    return None
+    interval = follow_up_interval_days or disease.follow_up_interval_days
+    return step_at + timedelta(days=interval + pack.deadlines_days["follow_up_grace"])

@@ -15,6 +15,8 @@ from typing import Any
 import yaml
 from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate, validates_schema
 
+from workflows.case_machine import HOSPITAL_LEVELS, OVERDUE_RULES
+
 POLICY_DIR = Path(__file__).parent / "policies"
 
 CATEGORIES = (
@@ -36,9 +38,9 @@ DEADLINE_KEYS = (
     "follow_up_grace",
     "alert_escalation",
 )
-HOSPITAL_LEVELS = ("township", "county", "municipal", "provincial")
-# States a case can be overdue in, and who can be told: the org unit responsible for the next step.
-OVERDUE_STATES = ("screened", "confirmed", "assigned", "in_treatment", "treated", "referred", "follow_up")
+# States a case can be overdue in (declared on the states), and who can be told: the org unit
+# responsible for the next step.
+OVERDUE_STATES = tuple(OVERDUE_RULES)
 ALERT_TARGETS = ("county", "hospital", "expert_group")
 
 

@@ -1,8 +1,9 @@
 """Overdue alerts: raised, escalated and resolved in set-based SQL, exactly once per condition.
 
 A scan is a handful of statements whatever the number of cases: one INSERT … SELECT over the
-partial index of open cases by deadline (so its cost follows the overdue cases, not all open ones),
-one UPDATE resolving alerts whose step has ended, and an INSERT plus an UPDATE for escalation.
+partial index of open cases by deadline (so its cost follows the overdue cases, not all open ones,
+on both engines: see ``queries.overdue_cases``), one UPDATE resolving alerts whose step has ended
+(driven by the unresolved alerts), and an INSERT plus an UPDATE for escalation.
 The unique key (case, rule, due_at) makes a second raise a no-op on both engines; on PostgreSQL an
 advisory lock also keeps a second scheduler idle.
 """
@@ -23,9 +24,8 @@ from casework.db import UTCDateTime, insert_ignoring_conflicts, utcnow, write_tr
 from casework.errors import Forbidden, NotFound, ValidationFailed
 from casework.models import ALERT_STATUSES, Alert, AlertEscalation, Case, OrgUnit, Settlement
 from casework.scope import case_scope
-from casework.services.queries import newest_first_page
-from workflows.case_machine import OPEN_STATES
-from workflows.deadlines import OVERDUE_RULES
+from casework.services.queries import newest_first_page, overdue_cases
+from workflows.case_machine import OVERDUE_RULES
 from workflows.policy_pack import PolicyPack, packs
 
 log = logging.getLogger("casework.alerts")
@@ -33,6 +33,7 @@ log = logging.getLogger("casework.alerts")
 # Rules about a step end with the step; a money alert (below_floor) stays until someone acts on it.
 STEP_RULES = tuple(OVERDUE_RULES.values())
 BELOW_FLOOR = "below_floor"
+UNRESOLVED = tuple(status for status in ALERT_STATUSES if status != "resolved")
 BELOW_FLOOR_WINDOW = timedelta(days=30)  # settlements this recent are checked on each scan
 
 ADVISORY_LOCK_KEY = 7_318_004_211  # any constant: one overdue scan at a time per database
@@ -80,23 +81,32 @@ def raise_overdue(session: Session, now: datetime, available: dict[str, PolicyPa
     available = packs() if available is None else available
     target = _target_org(available)
     rule = case(OVERDUE_RULES, value=Case.state, else_=None)
-    overdue = select(Case.id, rule, Case.due_at, _at(now), literal(0), target, literal("open"), _at(now)).where(
-        Case.state.in_(OPEN_STATES), Case.due_at < now, Case.due_at.is_not(None), target.is_not(None)
-    )
+    overdue = overdue_cases(
+        now, Case.id, rule, Case.due_at, _at(now), literal(0), target, literal("open"), _at(now)
+    ).where(target.is_not(None))
     return _insert_alerts(session, overdue)
 
 
 def resolve_ended(session: Session, now: datetime) -> int:
     """Resolve alerts whose case has moved on (a new step, a new deadline): the safety net behind
-    the transitions, which resolve their own case's alerts as they happen."""
-    still_overdue = exists().where(
-        Case.id == Alert.case_id,
-        Case.due_at == Alert.due_at,
-        case(OVERDUE_RULES, value=Case.state, else_=None) == Alert.rule,
+    the transitions, which resolve their own case's alerts as they happen.
+
+    It starts from the unresolved alerts (``ix_alerts_status_escalate``) and looks each one's case up
+    by primary key: a scalar subquery, which PostgreSQL never turns into a join over all cases (it
+    planned the NOT EXISTS form as a merge anti-join over ``pk_cases`` before ``alerts`` had
+    statistics)."""
+    still_overdue = (
+        select(literal(1))
+        .where(
+            Case.id == Alert.case_id,
+            Case.due_at == Alert.due_at,
+            case(OVERDUE_RULES, value=Case.state, else_=None) == Alert.rule,
+        )
+        .scalar_subquery()
     )
     statement = (
         update(Alert)
-        .where(Alert.status != "resolved", Alert.rule.in_(STEP_RULES), ~still_overdue)
+        .where(Alert.status.in_(UNRESOLVED), Alert.rule.in_(STEP_RULES), still_overdue.is_(None))
         .values(status="resolved", resolved_at=now)
         .execution_options(synchronize_session=False)
     )

@@ -78,6 +78,7 @@ def screen(
             state=machine.SCREENED,
             version=1,
             village_code=person.village_code,
+            township_code=regions["township"],
             county_code=regions["county"],
             city_code=regions["city"],
             province_code=regions["province"],

@@ -1,6 +1,6 @@
 """Reading cases: filtered lists with keyset pagination, and the expert groups' referral queue.
 
-Every query starts from ``case_scope``; pagination walks the primary key downwards, so cases
+Every query starts from ``scoped_cases``; pagination walks the case id downwards, so cases
 created or changed while a client pages neither repeat nor vanish from later pages.
 """
 
@@ -10,15 +10,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.orm import Session, joinedload
 
 from casework.actor import Actor
 from casework.db import utcnow
 from casework.errors import Forbidden, ValidationFailed
-from casework.models import Case, ExpertGroup, Hospital, OrgUnit
-from casework.scope import REGION_COLUMN, case_scope, org_subtree
-from workflows.case_machine import OPEN_STATES, REFERRED, STATE_LABELS
+from casework.models import DUE_OPEN_INDEX, Case, ExpertGroup, Hospital, OrgUnit, case_is_open
+from casework.scope import PLACE_COLUMN, scoped_cases
+from workflows.case_machine import REFERRED, STATE_LABELS
 
 MAX_LIMIT = 500
 
@@ -52,7 +52,7 @@ def list_cases(
     now = now or utcnow()
     if not 1 <= limit <= MAX_LIMIT:
         raise ValidationFailed.field("limit", f"must be between 1 and {MAX_LIMIT}")
-    query = select(Case).where(case_scope(actor))
+    query, id_column = scoped_cases(actor)
     if filters.state:
         if filters.state not in STATE_LABELS:
             raise ValidationFailed.field("state", f"must be one of {', '.join(STATE_LABELS)}")
@@ -61,11 +61,9 @@ def list_cases(
         unit = session.get(OrgUnit, filters.region)
         if unit is None:
             raise ValidationFailed.field("region", "no such region")
-        column = REGION_COLUMN.get(unit.kind)
+        column = PLACE_COLUMN.get(unit.kind)
         if column is not None:
             query = query.where(column == unit.code)
-        elif unit.kind in ("township", "village"):
-            query = query.where(Case.village_code.in_(org_subtree(unit.code)))
         else:
             raise ValidationFailed.field("region", "must be a province, city, county, township or village")
     if filters.hospital:
@@ -73,10 +71,24 @@ def list_cases(
     if filters.disease:
         query = query.where(Case.disease_code == filters.disease)
     if filters.overdue is True:
-        query = query.where(Case.state.in_(OPEN_STATES), Case.due_at < now)
+        # Overdue cases are few: take them from the deadline index first, then sort those, rather
+        # than walking every case of the scope newest first in search of a late one.
+        late = overdue_cases(now).cte("overdue").prefix_with("MATERIALIZED")
+        query = query.join(late, late.c.id == Case.id)
     elif filters.overdue is False:
-        query = query.where((Case.due_at.is_(None)) | (Case.due_at >= now))
-    return newest_first_page(session, query.options(*_with_relations()), Case.id, limit, before_id)
+        query = query.where(or_(Case.due_at.is_(None), Case.due_at >= now))
+    return newest_first_page(session, query.options(*_with_relations()), id_column, limit, before_id)
+
+
+def overdue_cases(now: datetime, *columns) -> Select:
+    """Open cases past their deadline, read from the partial index ``ix_cases_due_open`` on both
+    engines (the literal open-state predicate makes the index eligible; on SQLite, which has no
+    statistics to prefer it, the hint names it)."""
+    return (
+        select(*(columns or (Case.id,)))
+        .where(and_(case_is_open(), Case.due_at < now))
+        .with_hint(Case, f"INDEXED BY {DUE_OPEN_INDEX}", "sqlite")
+    )
 
 
 def newest_first_page(session: Session, query: Select, id_column, limit: int, before_id: int | None):
@@ -91,14 +103,22 @@ def newest_first_page(session: Session, query: Select, id_column, limit: int, be
     return page, (page[-1].id if len(rows) > limit else None)
 
 
-def referral_queue(session: Session, actor: Actor) -> Sequence[Case]:
-    """Referrals waiting for the actor's expert group, oldest first."""
+def referral_queue(
+    session: Session, actor: Actor, limit: int = 50, after: tuple[datetime, int] | None = None
+) -> tuple[Sequence[Case], tuple[datetime, int] | None]:
+    """A page of the referrals waiting for the actor's expert group, oldest first, and the
+    (entered_state_at, id) to continue after (None on the last page)."""
     if actor.role != "expert":
         raise Forbidden("the referral queue belongs to expert groups")
-    query = (
-        select(Case)
-        .where(Case.state == REFERRED, Case.referral_group_code == actor.org_unit_code)
-        .options(*_with_relations())
-        .order_by(Case.entered_state_at, Case.id)
-    )
-    return session.scalars(query).unique().all()
+    if not 1 <= limit <= MAX_LIMIT:
+        raise ValidationFailed.field("limit", f"must be between 1 and {MAX_LIMIT}")
+    query = select(Case).where(Case.state == REFERRED, Case.referral_group_code == actor.org_unit_code)
+    if after is not None:
+        since, last_id = after
+        query = query.where(
+            or_(Case.entered_state_at > since, and_(Case.entered_state_at == since, Case.id > last_id))
+        )
+    query = query.options(*_with_relations()).order_by(Case.entered_state_at, Case.id).limit(limit + 1)
+    rows = session.scalars(query).unique().all()
+    page = rows[:limit]
+    return page, ((page[-1].entered_state_at, page[-1].id) if len(rows) > limit else None)
