@@ -33,7 +33,7 @@ from pathlib import Path
 sys.path.sort(key=lambda p: Path(p or ".").resolve() == Path(__file__).resolve().parent)
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import _common as c
+from bench import databases, demo_region, logins, reporting, seeding, served_api
 
 OVERDUE = 1000
 LONGCHUAN, YUNNAN, DEHONG = "533124", "530000", "533100"
@@ -100,7 +100,7 @@ def requests(size: int, pages: int, one_case: int) -> list[Request]:
 class Client:
     def __init__(self, port: int, token: str | None) -> None:
         self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
-        self.headers = c.bearer(token) if token else {}
+        self.headers = logins.bearer(token) if token else {}
 
     def get(self, path: str) -> tuple[float, int, bytes]:
         for attempt in (1, 2):
@@ -131,7 +131,7 @@ def _measure(client: Client, request: Request, repeat: int) -> tuple[list[float]
                 break
             sep = "&" if "?" in request.path else "?"
             path = f"{request.path}{sep}cursor={page['next_cursor']}"
-        return latencies, f"{len(latencies)} pages, {items:,} items; last page {c.ms(latencies[-1])} ms"
+        return latencies, f"{len(latencies)} pages, {items:,} items; last page {reporting.ms(latencies[-1])} ms"
     for _ in range(2):  # warm-up: plans, caches, lazy imports
         client.get(request.path)
     latencies, note = [], ""
@@ -146,10 +146,10 @@ def _measure(client: Client, request: Request, repeat: int) -> tuple[list[float]
     return latencies, note
 
 
-def bench_size(db: c.BenchDatabase, tokens: dict[str, str], size: int, args) -> list[dict]:
-    one = c.query(db, "SELECT max(id) FROM cases WHERE county_code = %s", (LONGCHUAN,))[0][0]
+def bench_size(db: databases.BenchDatabase, tokens: dict[str, str], size: int, args) -> list[dict]:
+    one = databases.query(db, "SELECT max(id) FROM cases WHERE county_code = %s", (LONGCHUAN,))[0][0]
     rows = []
-    with c.Server(db, args.workers, args.threads) as server:
+    with served_api.Server(db, args.workers, args.threads) as server:
         print(
             f"  server: {args.workers} gunicorn workers x {args.threads} threads;"
             f" one client, {args.repeat} requests each"
@@ -161,8 +161,8 @@ def bench_size(db: c.BenchDatabase, tokens: dict[str, str], size: int, args) -> 
             latencies, note = _measure(clients[request.login], request, args.repeat)
             row = {
                 "label": request.label,
-                "p50": c.percentile(latencies, 50),
-                "p99": c.percentile(latencies, 99),
+                "p50": reporting.percentile(latencies, 50),
+                "p99": reporting.percentile(latencies, 99),
                 "n": len(latencies),
                 "rss": server.worker_rss_mb()[1],
                 "note": note,
@@ -172,7 +172,7 @@ def bench_size(db: c.BenchDatabase, tokens: dict[str, str], size: int, args) -> 
         for row in rows:
             row["ratio"] = row["p50"] / base
             print(
-                f"  {row['label']:<52} p50 {c.ms(row['p50']):>8}  p99 {c.ms(row['p99']):>8} ms  "
+                f"  {row['label']:<52} p50 {reporting.ms(row['p50']):>8}  p99 {reporting.ms(row['p99']):>8} ms  "
                 f"x{row['ratio']:<6.2f} RSS {row['rss']:4.0f} MiB  {row['note']}"
             )
     if args.explain:
@@ -184,7 +184,7 @@ def bench_size(db: c.BenchDatabase, tokens: dict[str, str], size: int, args) -> 
     return rows
 
 
-def explain(db: c.BenchDatabase, request: Request) -> list[str]:
+def explain(db: databases.BenchDatabase, request: Request) -> list[str]:
     """The plan of the case query behind ``request``: the same service call the view makes
     (casework.services.queries), run in this process with its SQL captured and EXPLAINed."""
     from urllib.parse import parse_qs, urlsplit
@@ -254,14 +254,16 @@ def bench_engine(engine: str, args) -> list[tuple[int, list[dict]]]:
     step_ = max(1, sizes[-1] // OVERDUE)
     now = datetime.now(UTC).replace(second=0, microsecond=0)
     out = []
-    with c.bench_database(engine) as db:
-        tokens = {name: c.add_login(db, f"bench.{name}", role, unit) for name, (role, unit) in LOGINS.items()}
-        plan = c.SeedPlan(c.counties(db, now.date()), now, overdue=lambda i: i % step_ == 0)
+    with databases.bench_database(engine) as db:
+        tokens = {name: logins.add_login(db, f"bench.{name}", role, unit) for name, (role, unit) in LOGINS.items()}
+        plan = seeding.SeedPlan(demo_region.counties(db, now.date()), now, overdue=lambda i: i % step_ == 0)
         seeded = 0
         for size in sizes:
-            done = c.step(f"{engine}: seed cases {seeded + 1:,}–{size:,} (open, mixed states, overdue every {step_:,})")
-            c.seed(db, plan, seeded + 1, size + 1)
-            c.analyze(db)
+            done = reporting.step(
+                f"{engine}: seed cases {seeded + 1:,}–{size:,} (open, mixed states, overdue every {step_:,})"
+            )
+            seeding.seed(db, plan, seeded + 1, size + 1)
+            databases.analyze(db)
             seeded = size
             done()
             print(f"  {size:,} cases")
@@ -270,7 +272,7 @@ def bench_engine(engine: str, args) -> list[tuple[int, list[dict]]]:
 
 
 def main() -> None:
-    p = c.parser(__doc__)
+    p = reporting.parser(__doc__)
     p.add_argument("sizes", nargs="*", type=int, default=[10_000], help="cases (default 10000)")
     p.add_argument("--repeat", type=int, default=20, help="timed requests per list (default 20)")
     p.add_argument("--pages", type=int, default=60, help="pages to follow via next_cursor (default 60)")
@@ -279,15 +281,15 @@ def main() -> None:
     p.add_argument("--explain", action="store_true", help="print the query plan behind each list")
     args = p.parse_args()
     print(__doc__.split("\n\n")[0])
-    print(c.machine_info())
-    results = [(engine, bench_engine(engine, args)) for engine in c.engines(args.engine)]
+    print(reporting.machine_info())
+    results = [(engine, bench_engine(engine, args)) for engine in reporting.engines(args.engine)]
     print(f"\nsummary: p99 in ms at the largest size (x = p50 ÷ p50 of '{BASELINE}')")
     for engine, sized in results:
         size, rows = sized[-1]
         worst = max(rows, key=lambda r: r["p99"])
         rss = max(r["rss"] for r in rows)
         print(
-            f"  {engine:<11} {size:,} cases: worst p99 {c.ms(worst['p99'])} ms"
+            f"  {engine:<11} {size:,} cases: worst p99 {reporting.ms(worst['p99'])} ms"
             f" ({worst['label']}, x{worst['ratio']:.1f}); "
             f"API worker peak RSS {rss:.0f} MiB"
         )

@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sqlalchemy import create_engine, delete, event, func, select
 from sqlalchemy.orm import Session
 
-from bench import _common as c
+from bench import databases, demo_region, procfs, reporting, seeding
 from casework.db import configure_engine
 from casework.models import Alert, AlertEscalation, Case
 from casework.services.alerts import scan
@@ -62,7 +62,7 @@ def _profile(engine, statements: list[tuple[str, object, float]]) -> list[str]:
                     for r in rows
                     if any(node in r[0] for node in ("Scan", "Join", "Loop", "Sort")) and ":" not in r[0]
                 ]
-            lines.append(f"{c.ms(took):>7} ms  {head} …: {' | '.join(plan)}")
+            lines.append(f"{reporting.ms(took):>7} ms  {head} …: {' | '.join(plan)}")
         conn.rollback()
     return lines
 
@@ -105,25 +105,25 @@ def bench_engine(engine_name: str, args) -> list[dict]:
     sizes = sorted(args.sizes)
     now = datetime.now(UTC).replace(second=0, microsecond=0)
     rows = []
-    with c.bench_database(engine_name) as db:
-        plan = c.SeedPlan(c.counties(db, now.date()), now, overdue=lambda i: False)
+    with databases.bench_database(engine_name) as db:
+        plan = seeding.SeedPlan(demo_region.counties(db, now.date()), now, overdue=lambda i: False)
         # psycopg prepares a statement on the server after prepare_threshold (5) executions.
         connect_args = {"prepare_threshold": None} if args.no_prepare and engine_name == "postgresql" else {}
         engine = create_engine(db.sqlalchemy_url, connect_args=connect_args)
         configure_engine(engine)
         seeded = 0
         for size in sizes:
-            done = c.step(f"{engine_name}: seed cases {seeded + 1:,}–{size:,} (open, mixed states)")
-            c.seed(db, plan, seeded + 1, size + 1)
+            done = reporting.step(f"{engine_name}: seed cases {seeded + 1:,}–{size:,} (open, mixed states)")
+            seeding.seed(db, plan, seeded + 1, size + 1)
             # The same number overdue at every size, spread over all ids (old and new cases alike).
-            c.mark_overdue(db, now, size // args.overdue)
-            c.analyze(db)
+            seeding.mark_overdue(db, now, size // args.overdue)
+            databases.analyze(db)
             seeded = size
             done()
             with Session(engine) as session:
                 open_cases = session.scalar(select(func.count()).where(Case.state.in_(OPEN_STATES)))
                 overdue = session.scalar(select(func.count()).where(Case.state.in_(OPEN_STATES), Case.due_at < now))
-            c.reset_peak_rss(os.getpid())
+            procfs.reset_peak_rss(os.getpid())
             first, raised = [], 0
             for _ in range(args.repeat):
                 _wipe_alerts(engine)
@@ -143,7 +143,7 @@ def bench_engine(engine_name: str, args) -> list[dict]:
                     conn.exec_driver_sql("ANALYZE alerts")
                     conn.commit()
                 steady = _steady(engine, now, args.repeat)
-            rss = c.status_kb(os.getpid(), "VmHWM") / 1024
+            rss = procfs.status_kb(os.getpid(), "VmHWM") / 1024
             row = {
                 "size": size,
                 "open": open_cases,
@@ -157,13 +157,15 @@ def bench_engine(engine_name: str, args) -> list[dict]:
             }
             rows.append(row)
             print(
-                f"  {size:>9,} open cases, {overdue:,} overdue: first scan {c.ms(row['first'])} ms "
-                f"(max {c.ms(row['first_max'])}), {raised / row['first']:,.0f} alerts/s; steady scan "
-                f"{c.ms(row['steady'])} ms (max {c.ms(row['steady_max'])}); scanning process peak RSS {rss:.0f} MiB"
+                f"  {size:>9,} open cases, {overdue:,} overdue: first scan {reporting.ms(row['first'])} ms "
+                f"(max {reporting.ms(row['first_max'])}), {raised / row['first']:,.0f} alerts/s; steady scan "
+                f"{reporting.ms(row['steady'])} ms (max {reporting.ms(row['steady_max'])}); "
+                f"scanning process peak RSS {rss:.0f} MiB"
             )
             if cold is not None:
                 print(
-                    f"      before ANALYZE alerts: steady scan {c.ms(statistics.median(cold[0]))} ms; its statements:"
+                    f"      before ANALYZE alerts: steady scan {reporting.ms(statistics.median(cold[0]))} ms;"
+                    " its statements:"
                 )
                 for line in cold[1]:
                     print(f"      {line}")
@@ -177,7 +179,7 @@ def bench_engine(engine_name: str, args) -> list[dict]:
 
 
 def main() -> None:
-    p = c.parser(__doc__)
+    p = reporting.parser(__doc__)
     p.add_argument("sizes", nargs="*", type=int, default=[10_000, 100_000], help="open cases (default 10000 100000)")
     p.add_argument("--overdue", type=int, default=1000, help="overdue cases at every size (default 1000)")
     p.add_argument("--repeat", type=int, default=5, help="scans of each kind per size (default 5)")
@@ -190,19 +192,20 @@ def main() -> None:
     if min(args.sizes) < args.overdue:
         p.error("the smallest size must hold the overdue cases")
     print(__doc__.split("\n\n")[0])
-    print(c.machine_info())
+    print(reporting.machine_info())
     print(f"sizes {[f'{s:,}' for s in sorted(args.sizes)]}, {args.overdue:,} overdue, {args.repeat} scans of each kind")
     summary = []
-    for engine in c.engines(args.engine):
+    for engine in reporting.engines(args.engine):
         print(f"\n{engine}")
         rows = bench_engine(engine, args)
         summary.append((engine, rows[0], rows[-1]))
     print("\nsummary (goal: largest ÷ smallest <= 1.5)")
     for engine, small, large in summary:
         print(
-            f"  {engine:<11} first scan {c.ms(small['first'])} → {c.ms(large['first'])} ms "
+            f"  {engine:<11} first scan {reporting.ms(small['first'])} → {reporting.ms(large['first'])} ms "
             f"(x{large['first'] / small['first']:.2f}, {large['size'] // small['size']}x the cases); "
-            f"steady {c.ms(small['steady'])} → {c.ms(large['steady'])} ms (x{large['steady'] / small['steady']:.2f}); "
+            f"steady {reporting.ms(small['steady'])} → {reporting.ms(large['steady'])} ms "
+            f"(x{large['steady'] / small['steady']:.2f}); "
             f"alerts/s at {large['size']:,}: {large['raised'] / large['first']:,.0f}"
         )
 

@@ -39,7 +39,7 @@ from pathlib import Path
 sys.path.sort(key=lambda p: Path(p or ".").resolve() == Path(__file__).resolve().parent)
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import _common as c
+from bench import databases, demo_region, logins, procfs, reporting, seeding, served_api
 
 COUNTY = "533124"  # Longchuan
 HOSPITAL = "H533124-01"
@@ -141,7 +141,7 @@ def _raw_client(target: Target, ids: list[int], deadline_box: list[float], out: 
         "exclude": "{}",
     }
     if sqlite:
-        conn = c.BenchDatabase("sqlite", "", Path("."), sqlite_path=Path(target.sqlite_path)).sqlite()
+        conn = databases.BenchDatabase("sqlite", "", Path("."), sqlite_path=Path(target.sqlite_path)).sqlite()
     else:
         import psycopg
 
@@ -158,7 +158,7 @@ def _raw_client(target: Target, ids: list[int], deadline_box: list[float], out: 
             now = datetime.now(UTC)
             source, dest, days = _MOVES[event]
             due = now + timedelta(days=days) if days else None
-            stamp, due = (c.sqlite_ts(now), due and c.sqlite_ts(due)) if sqlite else (now, due)
+            stamp, due = (databases.sqlite_ts(now), due and databases.sqlite_ts(due)) if sqlite else (now, due)
             if sqlite:
                 conn.execute("BEGIN IMMEDIATE")
             row = conn.execute(select, (case_id, COUNTY)).fetchone()
@@ -246,15 +246,15 @@ def run_load(
         proc.start()
     for _ in procs:
         ready.get(timeout=60)
-    backends = c.pg_backends(pg_name) if pg_name else []
-    watched0 = {pid: c.cpu_seconds(pid) for pid in watch}
-    db0 = sum(c.cpu_seconds(pid) for pid in backends)
+    backends = procfs.pg_backends(pg_name) if pg_name else []
+    watched0 = {pid: procfs.cpu_seconds(pid) for pid in watch}
+    db0 = sum(procfs.cpu_seconds(pid) for pid in backends)
     go.set()
     total = Outcome()
     for _ in procs:
         total.merge(results.get(timeout=seconds + 120))
-    watched = {pid: c.cpu_seconds(pid) - before for pid, before in watched0.items()}
-    db_cpu = sum(c.cpu_seconds(pid) for pid in backends) - db0 if pg_name else None
+    watched = {pid: procfs.cpu_seconds(pid) - before for pid, before in watched0.items()}
+    db_cpu = sum(procfs.cpu_seconds(pid) for pid in backends) - db0 if pg_name else None
     release.set()
     for proc in procs:
         proc.join()
@@ -272,9 +272,9 @@ def _row(label: str, out: Outcome, cores: int, served_cpu: float, db_cpu: float 
     return {
         "label": label,
         "rate": rate,
-        "p50": c.percentile(out.latencies, 50),
-        "p95": c.percentile(out.latencies, 95),
-        "p99": c.percentile(out.latencies, 99),
+        "p50": reporting.percentile(out.latencies, 50),
+        "p95": reporting.percentile(out.latencies, 95),
+        "p99": reporting.percentile(out.latencies, 99),
         "n": ok,
         "errors": errors,
         "client_cpu": out.cpu / budget if budget else 0.0,
@@ -287,8 +287,8 @@ def _row(label: str, out: Outcome, cores: int, served_cpu: float, db_cpu: float 
 def _print_row(r: dict) -> None:
     db = f"{r['db_cpu'] * 100:5.1f}%" if r["db_cpu"] is not None else "    - "
     print(
-        f"  {r['label']:<22} {r['rate']:8.0f}/s  p50 {c.ms(r['p50']):>6}  p95 {c.ms(r['p95']):>6}  "
-        f"p99 {c.ms(r['p99']):>6} ms  n={r['n']:<6}  cpu: loadgen {r['client_cpu'] * 100:4.1f}%  "
+        f"  {r['label']:<22} {r['rate']:8.0f}/s  p50 {reporting.ms(r['p50']):>6}  p95 {reporting.ms(r['p95']):>6}  "
+        f"p99 {reporting.ms(r['p99']):>6} ms  n={r['n']:<6}  cpu: loadgen {r['client_cpu'] * 100:4.1f}%  "
         f"api {r['served_cpu'] * 100:5.1f}%  db {db}"
         + (f"  errors {r['errors']}" if r["errors"] else "")
         + (f"  ({r['exhausted']} clients ran out of cases)" if r["exhausted"] else "")
@@ -317,11 +317,11 @@ def bench_engine(engine: str, args) -> list[dict]:
     per_warm = math.ceil(args.api_cap * args.warmup / 2)
     total = sum(per_api + per_raw + per_warm for _ in args.clients)
     rows = []
-    with c.bench_database(engine) as db:
-        token = c.add_login(db, USERNAME, "county_coordinator", COUNTY)
-        uid = c.user_id(db, USERNAME)
-        longchuan = next(x for x in c.counties(db, datetime.now(UTC).date()) if x.code == COUNTY)
-        plan = c.SeedPlan(
+    with databases.bench_database(engine) as db:
+        token = logins.add_login(db, USERNAME, "county_coordinator", COUNTY)
+        uid = logins.user_id(db, USERNAME)
+        longchuan = next(x for x in demo_region.counties(db, datetime.now(UTC).date()) if x.code == COUNTY)
+        plan = seeding.SeedPlan(
             [longchuan],
             datetime.now(UTC),
             overdue=lambda i: False,
@@ -329,12 +329,12 @@ def bench_engine(engine: str, args) -> list[dict]:
             disease=DISEASE,
             actor=(uid, USERNAME, COUNTY),
         )
-        done = c.step(f"{engine}: seed {total:,} screened cases with their screen events")
-        c.seed(db, plan, 1, total + 1)
-        c.analyze(db)
+        done = reporting.step(f"{engine}: seed {total:,} screened cases with their screen events")
+        seeding.seed(db, plan, 1, total + 1)
+        databases.analyze(db)
         done()
         ids = Ids(total + 1)
-        with c.Server(db, args.workers, args.threads) as server:
+        with served_api.Server(db, args.workers, args.threads) as server:
             idle_rss = server.worker_rss_mb()[0]
             print(
                 f"  server: {args.workers} gunicorn workers x {args.threads} threads;"
@@ -370,7 +370,7 @@ def bench_engine(engine: str, args) -> list[dict]:
 
 
 def main() -> None:
-    p = c.parser(__doc__)
+    p = reporting.parser(__doc__)
     p.add_argument("clients", nargs="*", type=int, default=[8], help="concurrency levels (default 8)")
     p.add_argument("--seconds", type=float, default=5.0, help="measured seconds per run (default 5)")
     p.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds before each API run")
@@ -380,10 +380,10 @@ def main() -> None:
     p.add_argument("--raw-cap", type=int, default=8000, help="transitions/s the driver could reach (sizes the seed)")
     args = p.parse_args()
     print(__doc__.split("\n\n")[0])
-    print(c.machine_info())
+    print(reporting.machine_info())
     print(f"runs: clients {args.clients}, {args.seconds:g} s each after {args.warmup:g} s warm-up")
     summary = []
-    for engine in c.engines(args.engine):
+    for engine in reporting.engines(args.engine):
         print(f"\n{engine}")
         rows = bench_engine(engine, args)
         for clients in args.clients:
@@ -398,7 +398,7 @@ def main() -> None:
         ratio = api["rate"] / raw["rate"] if raw["rate"] else float("nan")
         print(
             f"  {engine:<11} {clients:>3} {api['rate']:8.0f} {raw['rate']:8.0f} {ratio:8.2f} "
-            f"{c.ms(api['p99']):>6} ms {c.ms(raw['p99']):>6} ms {api['rss']:5.0f} MiB"
+            f"{reporting.ms(api['p99']):>6} ms {reporting.ms(raw['p99']):>6} ms {api['rss']:5.0f} MiB"
         )
 
 
