@@ -69,9 +69,6 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     def docs_assets(filename: str):
         return send_from_directory(SWAGGER_UI_DIST, filename)
 
-    from api.cli import register_commands
-
-    register_commands(app)
     return app
 
 

@@ -17,7 +17,6 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from sqlalchemy.orm import Session
 
 from casework.services.alerts import ScanReport, scan
-from scheduler import clock
 
 log = logging.getLogger("casework.scheduler")
 
@@ -27,7 +26,7 @@ SCAN_SECONDS = int(os.environ.get("CASEWORK_SCAN_SECONDS", "300"))
 def overdue_scan(session_factory: Callable[[], Session]) -> ScanReport:
     session = session_factory()
     try:
-        return scan(session, clock.now())
+        return scan(session)  # now: the database-independent UTC clock, utcnow()
     finally:
         session.close()
 
