@@ -52,7 +52,9 @@ def _case_response(case: Case, status: int = 200, read_logged: bool = False):
     body = case_view(case, actor, utcnow(), full_id=True)
     if not body["person"]["id_number_masked"] and not read_logged:
         record_full_read(db.session(), actor, case.person_id, "case")
-    headers = {"ETag": f'"{case.version}"'}
+    # The ETag of the version the body shows: record_full_read commits, and a reload after it may
+    # see a newer version than the body (a client then sent that ETag with a stale state).
+    headers = {"ETag": f'"{body["version"]}"'}
     if status == 201:
         headers["Location"] = f"/api/v1/cases/{case.id}"
     return body, status, headers

@@ -26,7 +26,7 @@ SCAN_SECONDS = int(os.environ.get("CASEWORK_SCAN_SECONDS", "300"))
 def overdue_scan(session_factory: Callable[[], Session]) -> ScanReport:
     session = session_factory()
     try:
-        return scan(session)  # now: the database-independent UTC clock, utcnow()
+        return scan(session)
     finally:
         session.close()
 

@@ -32,8 +32,12 @@ def served_url(db_url: str) -> str:
 
 
 class Server:
-    def __init__(self, db_url: str, log_dir: Path) -> None:
+    def __init__(
+        self, db_url: str, log_dir: Path, env: dict[str, str] | None = None, workers: int = WORKERS
+    ) -> None:
         self.db_url = db_url
+        self.env = env or {}
+        self.workers = workers
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log_path = log_dir / f"server-{self.port}.log"
@@ -44,9 +48,10 @@ class Server:
         env = {
             **os.environ,
             "DATABASE_URL": served_url(self.db_url),
-            "CASEWORK_WORKERS": str(WORKERS),
+            "CASEWORK_WORKERS": str(self.workers),
             "CASEWORK_THREADS": "4",
             "CASEWORK_SCHEDULER": "off",
+            **self.env,
         }
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
