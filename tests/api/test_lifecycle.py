@@ -1,4 +1,4 @@
-"""The whole lifecycle of API.md over HTTP, and the history it leaves."""
+"""The whole lifecycle of docs/api.md over HTTP, and the history it leaves."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Every status code API.md names, each produced by a request that needs it; all problem+json."""
+"""Every status code docs/api.md names, each produced by a request that needs it; all problem+json."""
 
 from __future__ import annotations
 

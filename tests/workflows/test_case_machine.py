@@ -16,7 +16,7 @@ NOW = datetime(2018, 6, 1, 9, 0, tzinfo=UTC)
 PACK = packs()["longchuan-2017"]
 OESOPHAGEAL = next(d.code for d in PACK.diseases.values() if d.name_zh == "食管癌")
 
-# Where each event goes from each state it may fire in (API.md's table, written out by hand).
+# Where each event goes from each state it may fire in (the table in docs/api.md, written out by hand).
 EXPECTED = {
     "confirm": {"screened": "confirmed"},
     "exclude": {"screened": "excluded", "confirmed": "excluded"},
