@@ -94,3 +94,29 @@ def test_only_admins_create_users(client, logins):
     assert client.post("/api/v1/users", headers=logins["admin"].headers, json=body).status_code == 409
     wrong_unit = {**body, "username": "x.clerk", "org_unit": logins["hospital"].org_unit}
     assert "org_unit" in client.post("/api/v1/users", headers=logins["admin"].headers, json=wrong_unit).json["errors"]
+
+
+def test_referral_queue_pages_through_link_headers(client, session, logins):
+    """Three waiting referrals, two a page: the Link header leads to the rest, oldest first, and a
+    cursor that is not one the API gave out is a 422 naming it."""
+    expert = logins["city_expert"]
+    made = []
+    for _ in range(3):
+        case = new_case(client, session, logins)
+        coordinator, hospital = logins["coordinator"], logins["hospital"]
+        diagnosis = {"diagnosis_code": "C15.9", "diagnosed_by": hospital.org_unit, "diagnosed_at": iso(2)}
+        case.fire(coordinator, "confirm", diagnosis)
+        case.fire(coordinator, "assign", {"hospital_id": hospital.org_unit, "plan": "p"})
+        assert case.fire(hospital, "refer", {"expert_group_id": expert.org_unit, "summary": "s"}).status_code == 200
+        made.append(case.id)
+    first = client.get("/api/v1/queues/referrals?limit=2", headers=expert.headers)
+    assert first.status_code == 200 and len(first.json) == 2
+    link = first.headers["Link"]
+    assert link.endswith('>; rel="next"')
+    second = client.get(link[1 : link.index(">")], headers=expert.headers)
+    assert second.status_code == 200 and "Link" not in second.headers
+    assert [c["id"] for c in first.json + second.json] == made  # referred one after the other
+    whole = client.get("/api/v1/queues/referrals", headers=expert.headers).json
+    assert [c["id"] for c in whole] == made
+    bad = client.get("/api/v1/queues/referrals?cursor=bm9wZQ", headers=expert.headers)
+    assert bad.status_code == 422 and "cursor" in bad.json["errors"]
