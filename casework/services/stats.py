@@ -14,7 +14,7 @@ from casework.actor import Actor
 from casework.db import raw, utcnow
 from casework.models import Case, OrgUnit, Settlement
 from casework.scope import case_scope
-from workflows.case_machine import OPEN_STATES
+from casework.services.queries import overdue_cases
 
 
 def county_stats(session: Session, actor: Actor, now: datetime | None = None) -> list[dict[str, Any]]:
@@ -33,11 +33,7 @@ def county_stats(session: Session, actor: Actor, now: datetime | None = None) ->
     by_state = select(Case.county_code, Case.state, func.count()).where(scope).group_by(Case.county_code, Case.state)
     for county, state, count in session.execute(by_state):
         rows[county]["cases_by_state"][state] = count
-    overdue = (
-        select(Case.county_code, func.count())
-        .where(scope, Case.state.in_(OPEN_STATES), Case.due_at < now)
-        .group_by(Case.county_code)
-    )
+    overdue = overdue_cases(now, Case.county_code, func.count()).where(scope).group_by(Case.county_code)
     for county, count in session.execute(overdue):
         rows[county]["overdue"] = count
     money = (

@@ -268,3 +268,20 @@ def test_mermaid_diagram_has_every_event():
     for event in m.RULES:
         assert f": {event} (" in diagram
     assert "referred --> in_treatment: consult" in diagram
+
+
+def test_states_are_declared_once_and_everything_derives_from_them():
+    """Open/terminal lists, labels, overdue rules and what a pack must name all come from STATES;
+    each state's deadline is a key every pack carries (or one of the disease's own clocks)."""
+    from workflows import deadlines, policy_pack
+
+    assert m.STATE_NAMES == m.OPEN_STATES + m.TERMINAL_STATES
+    assert set(m.STATE_LABELS) == set(m.STATE_NAMES) == set(m.MACHINE.states)
+    assert deadlines.OVERDUE_RULES is m.OVERDUE_RULES
+    assert set(policy_pack.OVERDUE_STATES) == {s.name for s in m.STATES if s.overdue_rule}
+    for state in m.STATES:
+        assert (state.deadline is None) == state.terminal == (state.overdue_rule is None), state.name
+        if state.deadline not in (None, m.EXPECTED_STAY, m.FOLLOW_UP_INTERVAL):
+            assert state.deadline in policy_pack.DEADLINE_KEYS, state.name
+    for pack in policy_pack.packs().values():
+        assert set(pack.overdue_alerts) == set(policy_pack.OVERDUE_STATES), pack.code
