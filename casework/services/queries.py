@@ -73,8 +73,10 @@ def list_cases(
     if filters.overdue is True:
         # Overdue cases are few: take them from the deadline index first, then sort those, rather
         # than walking every case of the scope newest first in search of a late one.
+        # On SQLite the case rows are then read by id only (NOT INDEXED still allows the rowid):
+        # without statistics it would rather walk a county's index and probe each case.
         late = overdue_cases(now).cte("overdue").prefix_with("MATERIALIZED")
-        query = query.join(late, late.c.id == Case.id)
+        query = query.join(late, late.c.id == Case.id).with_hint(Case, "NOT INDEXED", "sqlite")
     elif filters.overdue is False:
         query = query.where(or_(Case.due_at.is_(None), Case.due_at >= now))
     return newest_first_page(session, query.options(*_with_relations()), id_column, limit, before_id)
