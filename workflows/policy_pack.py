@@ -47,6 +47,23 @@ class PolicyPackError(ValueError):
 
 
 @dataclass(frozen=True)
+class SecondaryRule:
+    """Codes that name the disease only with another diagnosis beside them on the same record."""
+
+    codes: tuple[str, ...]
+    any_of: tuple[str, ...]
+    why: str
+
+
+def _under(code: str, prefixes: tuple[str, ...]) -> bool:
+    wanted = code.strip().upper()
+    return any(wanted.startswith(prefix.upper()) for prefix in prefixes)
+
+
+RESISTANCE_RULES = ("any", "rifampicin")
+
+
+@dataclass(frozen=True)
 class Disease:
     code: str
     name_zh: str
@@ -56,11 +73,17 @@ class Disease:
     expected_stay_days: int
     follow_up_interval_days: int
     higher_floor: bool
+    with_secondary: tuple[SecondaryRule, ...] = ()
+    lesions_min: int | None = None  # 复杂先心病: how many distinct lesions the confirm must carry
+    resistance: str | None = None  # drug-resistant TB: the laboratory evidence the confirm must carry
 
     def matches_icd10(self, diagnosis_code: str) -> bool:
         """True when a diagnosis code falls under one of the disease's codes (C15 covers C15.9)."""
-        wanted = diagnosis_code.strip().upper()
-        return any(wanted.startswith(code.upper()) for code in self.icd10)
+        return _under(diagnosis_code, self.icd10)
+
+    def secondary_needed(self, diagnosis_code: str) -> SecondaryRule | None:
+        """The rule asking for another diagnosis beside this code, if one does."""
+        return next((rule for rule in self.with_secondary if _under(diagnosis_code, rule.codes)), None)
 
 
 @dataclass(frozen=True)
@@ -92,6 +115,22 @@ def _ratio() -> fields.Decimal:
     return fields.Decimal(allow_none=True, load_default=None, validate=validate.Range(0, 1))
 
 
+_ICD10_PREFIX = validate.Regexp(r"^[A-Z][0-9]{2}(\.[0-9A-Z]{1,4})?$")
+
+
+class _SecondaryRuleSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    codes = fields.List(fields.String(validate=_ICD10_PREFIX), required=True, validate=validate.Length(min=1))
+    any_of = fields.List(fields.String(validate=_ICD10_PREFIX), required=True, validate=validate.Length(min=1))
+    why = fields.String(required=True, validate=validate.Length(min=1))
+
+    @post_load
+    def _make(self, data: dict[str, Any], **_: Any) -> SecondaryRule:
+        return SecondaryRule(tuple(data["codes"]), tuple(data["any_of"]), data["why"])
+
+
 class _DiseaseSchema(Schema):
     class Meta:
         unknown = RAISE
@@ -100,7 +139,7 @@ class _DiseaseSchema(Schema):
     name_zh = fields.String(required=True, validate=validate.Length(min=1))
     name_en = fields.String(required=True, validate=validate.Length(min=1))
     icd10 = fields.List(
-        fields.String(validate=validate.Regexp(r"^[A-Z][0-9]{2}(\.[0-9A-Z]{1,4})?$")),
+        fields.String(validate=_ICD10_PREFIX),
         required=True,
         validate=validate.Length(min=1),
     )
@@ -108,10 +147,19 @@ class _DiseaseSchema(Schema):
     expected_stay_days = fields.Integer(required=True, validate=validate.Range(1, 365))
     follow_up_interval_days = fields.Integer(required=True, validate=validate.Range(1, 730))
     higher_floor = fields.Boolean(load_default=False)
+    with_secondary = fields.List(fields.Nested(_SecondaryRuleSchema), load_default=list)
+    lesions_min = fields.Integer(load_default=None, allow_none=True, validate=validate.Range(2, 10))
+    resistance = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(RESISTANCE_RULES))
+
+    @validates_schema
+    def _rules_cover_own_codes(self, data: dict[str, Any], **_: Any) -> None:
+        for index, rule in enumerate(data.get("with_secondary", [])):
+            if not all(_under(code, tuple(data.get("icd10", ()))) for code in rule.codes):
+                raise ValidationError("its codes must be among the disease's icd10", f"with_secondary.{index}.codes")
 
     @post_load
     def _make(self, data: dict[str, Any], **_: Any) -> Disease:
-        return Disease(**{**data, "icd10": tuple(data["icd10"])})
+        return Disease(**{**data, "icd10": tuple(data["icd10"]), "with_secondary": tuple(data["with_secondary"])})
 
 
 def _amount(**kwargs: Any) -> fields.Decimal:

@@ -44,9 +44,10 @@ def test_same_disease_same_icd10_across_packs():
     assert not inconsistent
 
 
-def test_longchuan_childhood_heart_disease_subtypes_have_their_own_codes():
+def test_longchuan_childhood_heart_disease_single_lesions_have_their_own_codes():
     pack = load_packs()["longchuan-2017"]
-    matching = [d.code for d in pack.diseases.values() if d.matches_icd10("Q21.3")]  # tetralogy of Fallot
+    # A single lesion names one disease; chd_complex takes any malformation but only with two or more lesions.
+    matching = [d.code for d in pack.diseases.values() if d.matches_icd10("Q21.3") and d.lesions_min is None]
     assert len(matching) == 1
     assert pack.diseases[matching[0]].age_max is not None
 
