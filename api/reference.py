@@ -71,6 +71,9 @@ class HospitalSchema(Schema):
     code = fields.String()
     name = fields.String()
     level = fields.String()
+    grade = fields.String(
+        allow_none=True, metadata={"description": "医院等级 primary 一级, secondary 二级, tertiary 三级; null: unknown"}
+    )
     region = fields.String(attribute="region_code")
 
 

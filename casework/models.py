@@ -24,7 +24,7 @@ from sqlalchemy.orm import Mapped, declared_attr, mapped_column, relationship
 from casework.db import Base, JSONDocument, ScaledDecimal, UTCDateTime, utcnow
 from workflows.case_machine import HOSPITAL_RANK, OPEN_STATES, TERMINAL_STATES
 from workflows.money import KINDS as SETTLEMENT_KINDS
-from workflows.policy_pack import CATEGORIES
+from workflows.policy_pack import CATEGORIES, HOSPITAL_GRADES
 
 # SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets a bigint identity.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -74,7 +74,14 @@ class _PlacedUnit:
 
 class Hospital(_PlacedUnit, Base):
     __tablename__ = "hospitals"
-    __table_args__ = (CheckConstraint(_in("level", HOSPITAL_LEVELS), name="level"),)
+    __table_args__ = (
+        CheckConstraint(_in("level", HOSPITAL_LEVELS), name="level"),
+        CheckConstraint(_in("grade", HOSPITAL_GRADES), name="grade"),
+    )
+
+    # 医院等级 (一级/二级/三级): some packs set the ratio by grade, not only by level (seed 001 第2条).
+    # Unknown (NULL) until the county enters it; the level's ratio applies meanwhile.
+    grade: Mapped[str | None] = mapped_column(String(10))
 
 
 class HospitalDesignation(Base):

@@ -22,6 +22,7 @@ CATEGORIES = (
     "poor_newly_identified",
     "poor_exited_2014_2015",
     "poor_exited_supported",
+    "poor_exited_unsupported",  # seed 003 二(四)10: 不在2年继续扶持期内脱贫户
     "subsistence",
     "extreme_poverty",
     "marginal",
@@ -37,6 +38,17 @@ DEADLINE_KEYS = (
     "alert_escalation",
 )
 HOSPITAL_LEVELS = ("township", "county", "municipal", "provincial")
+HOSPITAL_GRADES = ("primary", "secondary", "tertiary")  # 一级 / 二级 / 三级 (医院等级)
+# The checks money.assess makes: a pack may give any of them its own list of categories.
+FLOOR_CODES = (
+    "inpatient_actual_ratio",
+    "basic_ratio_by_level",
+    "special_treatment_insurance",
+    "own_payment_share",
+    "outpatient_special_ratio",
+    "free_treatment",
+    "assistance_share",
+)
 # States a case can be overdue in, and who can be told: the org unit responsible for the next step.
 OVERDUE_STATES = ("screened", "confirmed", "assigned", "in_treatment", "treated", "referred", "follow_up")
 ALERT_TARGETS = ("county", "hospital", "expert_group")
@@ -184,6 +196,7 @@ class _BandSchema(_Strict):
 
 class _CriticalIllnessSchema(_Strict):
     deductible_by_year = fields.Dict(keys=fields.Integer(), values=_amount(), required=True)
+    annual_cap_by_year = fields.Dict(keys=fields.Integer(), values=_amount(), load_default=None, allow_none=True)
     bands = fields.List(fields.Nested(_BandSchema), required=True, validate=validate.Length(min=1))
 
 
@@ -211,13 +224,33 @@ class _ChainSchema(_Strict):
     backstop = fields.Nested(_BackstopSchema, required=True)
 
 
+class _UpliftsSchema(_Strict):
+    """Relative preferences over ordinary residents (seed 003 二(四)11): data, checkable only against the
+    ordinary residents' own figures, which the seed does not give."""
+
+    inpatient_ratio_points = _ratio()
+    inpatient_deductible_waived = fields.Boolean(load_default=False)
+    outpatient_special_ratio_points = _ratio()
+    outpatient_special_deductible_waived = fields.Boolean(load_default=False)
+    critical_illness_deductible_cut = _ratio()
+    critical_illness_ratio_points = _ratio()
+    critical_illness_cap_raise = _ratio()
+    second_reimbursement = fields.Boolean(load_default=False)
+
+
 class _MoneySchema(_Strict):
     inpatient_actual_ratio_min = _ratio()
     inpatient_actual_ratio_base = fields.String(
         load_default="in_policy", validate=validate.OneOf(("in_policy", "total"))
     )
     outpatient_special_ratio_min = _ratio()
+    outpatient_special_ratio_min_higher = _ratio()  # for the catalogue's higher_floor diseases
+    outpatient_special_ratio_layers = fields.String(
+        load_default="all", validate=validate.OneOf(("all", "basic_insurance"))
+    )
     own_payment_share_max = _ratio()
+    own_payment_share_strict = fields.Boolean(load_default=False)  # "小于": exactly at the ceiling is not met
+    county_inpatient_actual_ratio_min = _ratio()  # a county-wide figure: county statistics, not one bill
     special_treatment_insurance_ratio = _ratio()
     special_treatment_insurance_ratio_higher = _ratio()
     inpatient_ratio_by_level = fields.Dict(
@@ -226,10 +259,24 @@ class _MoneySchema(_Strict):
         allow_none=True,
         load_default=None,
     )
+    inpatient_ratio_by_grade = fields.Dict(
+        keys=fields.String(validate=validate.OneOf(HOSPITAL_LEVELS)),
+        values=fields.Dict(keys=fields.String(validate=validate.OneOf(HOSPITAL_GRADES)), values=_ratio()),
+        load_default=None,
+        allow_none=True,
+    )
     assistance_share_of_own_payment_min = _ratio()
     floor_categories = fields.List(
         fields.String(validate=validate.OneOf(CATEGORIES)), load_default=None, allow_none=True
     )
+    floor_categories_by_floor = fields.Dict(
+        keys=fields.String(validate=validate.OneOf(FLOOR_CODES)),
+        values=fields.List(fields.String(validate=validate.OneOf(CATEGORIES))),
+        load_default=None,
+        allow_none=True,
+    )
+    free_treatment_diseases = fields.List(fields.String(), load_default=None, allow_none=True)
+    uplifts = fields.Nested(_UpliftsSchema, load_default=None, allow_none=True)
     rural_income_previous_year = fields.Dict(
         keys=fields.Integer(), values=_amount(), load_default=None, allow_none=True
     )
@@ -296,6 +343,9 @@ class _PackSchema(Schema):
         duplicates = sorted({c for c in codes if codes.count(c) > 1})
         if duplicates:
             raise ValidationError(f"duplicate disease codes {duplicates}", "diseases")
+        unknown = set((data.get("money") or {}).get("free_treatment_diseases") or ()) - set(codes)
+        if unknown:
+            raise ValidationError(f"not in the catalogue: {sorted(unknown)}", "money.free_treatment_diseases")
         until = data.get("valid_until")
         if until is not None and until < data["valid_from"]:
             raise ValidationError("ends before valid_from", "valid_until")
