@@ -42,6 +42,14 @@ class PolicySchema(Schema):
     icd10_source = fields.String()
     diseases = fields.Method("_diseases", metadata={"type": "array"})
     money = fields.Dict()
+    assumptions = fields.Dict(
+        keys=fields.String(),
+        values=fields.String(),
+        metadata={
+            "description": "figures the pack assumes rather than quotes from its seed: dotted path (diseases.*.x "
+            "for every disease) -> source or reason"
+        },
+    )
 
     def _diseases(self, pack: PolicyPack) -> list[dict]:
         return DiseaseEntrySchema(many=True).dump(pack.diseases.values())

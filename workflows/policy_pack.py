@@ -115,9 +115,26 @@ class PolicyPack:
     icd10_source: str
     diseases: dict[str, Disease]
     money: dict[str, Any] = field(default_factory=dict)
+    # Figures the pack assumes rather than quotes from its seed: dotted path -> the source or the reason.
+    # ``diseases.*.x`` marks field x of every disease; ``diseases.<code>.x`` one disease's.
+    assumptions: dict[str, str] = field(default_factory=dict)
 
     def disease(self, code: str) -> Disease | None:
         return self.diseases.get(code)
+
+    def assumed(self, path: str) -> str | None:
+        """Why a figure is assumed, or None when the pack quotes it from the seed."""
+        if path in self.assumptions:
+            return self.assumptions[path]
+        parts = path.split(".")
+        if len(parts) >= 3 and parts[0] == "diseases":
+            wildcard = ".".join(["diseases", "*", *parts[2:]])
+            if wildcard in self.assumptions:
+                return self.assumptions[wildcard]
+        for end in range(len(parts) - 1, 0, -1):  # a whole section marked (deadlines_days) covers its fields
+            if ".".join(parts[:end]) in self.assumptions:
+                return self.assumptions[".".join(parts[:end])]
+        return None
 
     def in_force_on(self, day: date) -> bool:
         return self.valid_from <= day and (self.valid_until is None or day <= self.valid_until)
@@ -327,6 +344,11 @@ class _PackSchema(Schema):
     icd10_source = fields.String(required=True)
     diseases = fields.List(fields.Nested(_DiseaseSchema), required=True, validate=validate.Length(min=1))
     money = fields.Nested(_MoneySchema, required=True)
+    assumptions = fields.Dict(
+        keys=fields.String(validate=validate.Regexp(r"^[a-z_][a-z0-9_]*(\.([a-z0-9_]+|\*))*$")),
+        values=fields.String(validate=validate.Length(min=10)),
+        load_default=dict,
+    )
 
     @validates_schema
     def _check(self, data: dict[str, Any], **_: Any) -> None:
@@ -368,6 +390,7 @@ class _PackSchema(Schema):
             icd10_source=data["icd10_source"],
             diseases={d.code: d for d in data["diseases"]},
             money=data["money"],
+            assumptions=dict(data["assumptions"]),
         )
 
 
@@ -390,6 +413,20 @@ def _leaves(tree: Any, prefix: str = "") -> list[tuple[str, Any]]:
     return [(prefix, tree)]
 
 
+def _resolves(raw: Any, parts: list[str]) -> bool:
+    """Whether a dotted path names something in the raw pack (diseases are addressed by code, or *)."""
+    if not parts:
+        return True
+    head, rest = parts[0], parts[1:]
+    if isinstance(raw, list):  # the disease list
+        entries = [e for e in raw if isinstance(e, dict) and (head == "*" or e.get("code") == head)]
+        return bool(entries) and all(_resolves(e, rest) for e in entries)
+    if isinstance(raw, dict):
+        keys = [k for k in raw if head in ("*", str(k))]
+        return bool(keys) and all(_resolves(raw[k], rest) for k in keys)
+    return False
+
+
 def load_pack(path: Path) -> PolicyPack:
     """Load and validate one pack; a broken pack raises PolicyPackError naming file and field."""
     try:
@@ -406,6 +443,9 @@ def load_pack(path: Path) -> PolicyPack:
         pack: PolicyPack = _PackSchema().load(raw)
     except ValidationError as exc:
         raise PolicyPackError(f"{path.name}: " + " | ".join(_flatten(exc.messages))) from exc
+    unknown = [key for key in pack.assumptions if not _resolves(raw, key.split("."))]
+    if unknown:
+        raise PolicyPackError(f"{path.name}: assumptions: no such field {unknown}")
     if pack.code != path.stem:
         raise PolicyPackError(f"{path.name}: code: must equal the file name ({path.stem!r})")
     return pack

@@ -120,3 +120,31 @@ def test_float_money_refused(tmp_path, good_pack):
 def test_code_must_match_file_name(tmp_path, good_pack):
     with pytest.raises(PolicyPackError, match="code"):
         load_pack(_write(tmp_path, good_pack, name="other-2017"))
+
+
+def test_every_pack_marks_its_assumed_figures():
+    for pack in load_packs().values():
+        # No seed sets per-step limits or clinical stays: every pack says so.
+        assert pack.assumed("deadlines_days.screened"), pack.code
+        some_disease = next(iter(pack.diseases))
+        assert pack.assumed(f"diseases.{some_disease}.expected_stay_days"), pack.code
+        assert pack.assumed(f"diseases.{some_disease}.follow_up_interval_days"), pack.code
+    longchuan = load_packs()["longchuan-2017"]
+    # Seed 001 第5条 names the county's rural income without a figure: assumed; 第6条's 85% is quoted.
+    assert longchuan.assumed("money.rural_income_previous_year.2018")
+    assert longchuan.assumed("money.special_treatment_insurance_ratio") is None
+    assert load_packs()["qidong-2017"].assumed("money.second_assistance.ratio")
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda p: p["assumptions"].update({"money.no_such_figure": "a reason long enough"}), "no such field"),
+        (lambda p: p["assumptions"].update({"diseases.nosuch.age_max": "a reason long enough"}), "no such field"),
+        (lambda p: p["assumptions"].update({"deadlines_days": ""}), "assumptions"),
+    ],
+)
+def test_an_assumption_must_name_a_field_of_the_pack_and_give_a_reason(tmp_path, good_pack, mutate, message):
+    mutate(good_pack)
+    with pytest.raises(PolicyPackError, match=message):
+        load_pack(_write(tmp_path, good_pack))
