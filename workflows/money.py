@@ -139,30 +139,34 @@ GRADE_LABELS = {"primary": "一级", "secondary": "二级", "tertiary": "三级"
 LEVEL_LABELS = {"village_clinic": "村", "township": "乡镇", "county": "县", "municipal": "州市", "provincial": "省"}
 
 
-def covered_by_floor(money: dict[str, Any], floor: str, category: str) -> bool:
+def covered_by_floor(pack: PolicyPack, floor: str, category: str | None) -> bool:
     """Whether a floor of the pack covers the category: each floor may name its own categories
-    (seed 003 二(四)10: 2014/2015 exits keep the assistance preference but not the 90% backstop)."""
-    own = (money.get("floor_categories_by_floor") or {}).get(floor)
-    categories = own if own is not None else money.get("floor_categories")
-    return categories is None or category in categories
+    (seed 003 二(四)10: 2014/2015 exits keep the assistance preference but not the 90% backstop); without
+    a list, every category the pack covers. ``None`` is a person the pack no longer covers on that day."""
+    if category is None:
+        return False
+    own = (pack.money.get("floor_categories_by_floor") or {}).get(floor)
+    categories = own if own is not None else pack.money.get("floor_categories")
+    return category in (pack.eligible_categories if categories is None else categories)
 
 
 def assess(
     bill: Bill,
     pack: PolicyPack,
     *,
-    category: str,
+    category: str | None,
     hospital_level: str | None,
     higher_floor: bool,
     hospital_grade: str | None = None,
     disease_code: str | None = None,
 ) -> Assessment:
-    """Ratios of one bill and every floor of the pack that applies to it."""
+    """Ratios of one bill and every floor of the pack that applies to it. ``category`` is what the person
+    counts as on the day of the stay (:meth:`PolicyPack.category_on`); None: no floor applies."""
     money: dict[str, Any] = pack.money
     checks: list[FloorCheck] = []
 
     def applies(floor: str) -> bool:
-        return covered_by_floor(money, floor, category)
+        return covered_by_floor(pack, floor, category)
 
     if bill.kind == "inpatient" and bill.referral_compliant:
         floor = money.get("inpatient_actual_ratio_min")

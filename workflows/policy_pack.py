@@ -99,6 +99,28 @@ class Disease:
 
 
 @dataclass(frozen=True)
+class CategoryPeriod:
+    """How long a category keeps the pack's policies: some years from the day the person entered it,
+    or up to a date; afterwards the person counts as ``then`` (None: no longer covered)."""
+
+    years: int | None
+    until: date | None
+    then: str | None
+
+    def ended(self, on: date, since: date | None) -> bool:
+        if self.until is not None and on > self.until:
+            return True
+        return self.years is not None and since is not None and on >= _add_years(since, self.years)
+
+
+def _add_years(day: date, years: int) -> date:
+    try:
+        return day.replace(year=day.year + years)
+    except ValueError:  # 29 February
+        return day.replace(year=day.year + years, day=28)
+
+
+@dataclass(frozen=True)
 class PolicyPack:
     code: str
     name: str
@@ -118,9 +140,25 @@ class PolicyPack:
     # Figures the pack assumes rather than quotes from its seed: dotted path -> the source or the reason.
     # ``diseases.*.x`` marks field x of every disease; ``diseases.<code>.x`` one disease's.
     assumptions: dict[str, str] = field(default_factory=dict)
+    category_periods: dict[str, CategoryPeriod] = field(default_factory=dict)
 
     def disease(self, code: str) -> Disease | None:
         return self.diseases.get(code)
+
+    def category_on(self, category: str, *, on: date, category_since: date | None = None) -> str | None:
+        """What a person of ``category`` (held since ``category_since``) counts as under this pack on ``on``:
+        the category itself, the one its period ends in, or None when the pack no longer covers it.
+
+        Without ``category_since`` a period counted in years cannot be judged and the category stands.
+        """
+        period = self.category_periods.get(category)
+        if period is not None and period.ended(on, category_since):
+            category = period.then
+        return category if category in self.eligible_categories else None
+
+    def covers(self, category: str, *, on: date, category_since: date | None = None) -> bool:
+        """Whether the pack covers a person of ``category`` on ``on`` (screening eligibility, money floors)."""
+        return self.category_on(category, on=on, category_since=category_since) is not None
 
     def assumed(self, path: str) -> str | None:
         """Why a figure is assumed, or None when the pack quotes it from the seed."""
@@ -316,6 +354,24 @@ class _MoneySchema(_Strict):
             )
 
 
+class _CategoryPeriodSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    years = fields.Integer(load_default=None, allow_none=True, validate=validate.Range(1, 20))
+    until = fields.Date(load_default=None, allow_none=True)
+    then = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(CATEGORIES))
+
+    @validates_schema
+    def _one_end(self, data: dict[str, Any], **_: Any) -> None:
+        if (data.get("years") is None) == (data.get("until") is None):
+            raise ValidationError("give either years or until", "years")
+
+    @post_load
+    def _make(self, data: dict[str, Any], **_: Any) -> CategoryPeriod:
+        return CategoryPeriod(data["years"], data["until"], data["then"])
+
+
 class _PackSchema(Schema):
     class Meta:
         unknown = RAISE
@@ -344,6 +400,11 @@ class _PackSchema(Schema):
     icd10_source = fields.String(required=True)
     diseases = fields.List(fields.Nested(_DiseaseSchema), required=True, validate=validate.Length(min=1))
     money = fields.Nested(_MoneySchema, required=True)
+    category_periods = fields.Dict(
+        keys=fields.String(validate=validate.OneOf(CATEGORIES)),
+        values=fields.Nested(_CategoryPeriodSchema),
+        load_default=dict,
+    )
     assumptions = fields.Dict(
         keys=fields.String(validate=validate.Regexp(r"^[a-z_][a-z0-9_]*(\.([a-z0-9_]+|\*))*$")),
         values=fields.String(validate=validate.Length(min=10)),
@@ -368,6 +429,10 @@ class _PackSchema(Schema):
         unknown = set((data.get("money") or {}).get("free_treatment_diseases") or ()) - set(codes)
         if unknown:
             raise ValidationError(f"not in the catalogue: {sorted(unknown)}", "money.free_treatment_diseases")
+        eligible = set(data.get("eligible_categories", []))
+        for category, period in (data.get("category_periods") or {}).items():
+            if category not in eligible or (period.then is not None and period.then not in eligible):
+                raise ValidationError(f"{category}: the category and its 'then' must be eligible", "category_periods")
         until = data.get("valid_until")
         if until is not None and until < data["valid_from"]:
             raise ValidationError("ends before valid_from", "valid_until")
@@ -391,6 +456,7 @@ class _PackSchema(Schema):
             diseases={d.code: d for d in data["diseases"]},
             money=data["money"],
             assumptions=dict(data["assumptions"]),
+            category_periods=dict(data["category_periods"]),
         )
 
 

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from casework.actor import Actor
 from casework.db import raw, utcnow, write_transaction
 from casework.errors import Conflict, Forbidden, ValidationFailed
-from casework.models import Case, CaseEvent, Hospital, Settlement
+from casework.models import Case, CaseEvent, Hospital, Person, Settlement
 from casework.services.alerts import resolve_for_case
 from casework.services.cases import get_case, lock_case
 from workflows.case_machine import TREATED
@@ -51,7 +51,7 @@ class _Context:
     level: str
     grade: str | None
     higher_floor: bool
-    category: str
+    category: str | None  # None: the pack no longer covers the person on the day of the stay
 
 
 def _category_for_stay(session: Session, case: Case, day: date) -> str:
@@ -69,7 +69,12 @@ def _context(session: Session, case: Case, hospital_code: str, day: date) -> _Co
         select(Hospital.level, Hospital.grade).where(Hospital.code == hospital_code)
     ).one()
     category = _category_for_stay(session, case, day)
-    return _Context(pack, level, grade, pack.disease(case.disease_code).higher_floor, category)
+    person_category, since = session.execute(
+        select(Person.category, Person.category_since).where(Person.id == case.person_id)
+    ).one()
+    # What the category counts as on the day of the stay: a support period may have run out since screening.
+    effective = pack.category_on(category, on=day, category_since=since if person_category == category else None)
+    return _Context(pack, level, grade, pack.disease(case.disease_code).higher_floor, effective)
 
 
 def _assess(bill: Bill, case: Case, ctx: _Context) -> Assessment:

@@ -378,3 +378,23 @@ def test_qidong_second_assistance_counts_inpatient_own_payment_only():
     assert position.second_assistance_due == D("4000.00")
     assert position.inpatient_own_to_date == D("20000.00")
     assert position.charity_eligible is False  # 25,000 < 30,000 (低保户)
+
+
+def test_nanning_exit_past_the_support_period_loses_the_90_percent_floor_on_the_day_of_the_stay():
+    # Seed 003 二(四)10/11: a 2017-12-20 exit is in the 2-year support period on 2019-12-19 (90% floor) and outside
+    # it from 2019-12-20 (assistance floor only). Bill: in-policy 25,000, insurance 20,000, assistance 4,000 = 80% of
+    # the 5,000 left (met); reimbursed 24,000 of 25,000 = 96%: both met inside the period; outside only assistance.
+    from datetime import date
+
+    b = bill("30000.00", "25000.00", basic="18000.00", critical="2000.00", assistance="4000.00", own="6000.00")
+    inside = NANNING.category_on("poor_exited_supported", on=date(2019, 12, 19), category_since=date(2017, 12, 20))
+    outside = NANNING.category_on("poor_exited_supported", on=date(2019, 12, 20), category_since=date(2017, 12, 20))
+    assert set(floors(assess(b, NANNING, category=inside, hospital_level="county", higher_floor=False))) == {
+        "inpatient_actual_ratio",
+        "assistance_share",
+    }
+    assert floors(assess(b, NANNING, category=outside, hospital_level="county", higher_floor=False)) == {
+        "assistance_share": (True, D("0.00"))
+    }
+    lapsed = QIDONG.category_on("poor_exited_supported", on=date(2019, 12, 20), category_since=date(2017, 12, 20))
+    assert lapsed is None and assess(b, QIDONG, category=lapsed, hospital_level="county", higher_floor=False).floors == []

@@ -148,3 +148,36 @@ def test_an_assumption_must_name_a_field_of_the_pack_and_give_a_reason(tmp_path,
     mutate(good_pack)
     with pytest.raises(PolicyPackError, match=message):
         load_pack(_write(tmp_path, good_pack))
+
+
+def test_categories_over_time_as_the_seeds_word_them():
+    packs = load_packs()
+    nanning, qidong, yancheng = packs["nanning-2019"], packs["qidong-2017"], packs["yancheng-2021"]
+    exit_day = date(2017, 12, 20)
+    # Seed 003 二(四)10: "不在2年继续扶持期内脱贫户" keep insurance and assistance, not the backstop.
+    assert nanning.category_on("poor_exited_supported", on=date(2019, 12, 19), category_since=exit_day) == (
+        "poor_exited_supported"
+    )
+    assert nanning.category_on("poor_exited_supported", on=date(2019, 12, 20), category_since=exit_day) == (
+        "poor_exited_unsupported"
+    )
+    # Seed 004 三(三): "脱贫后相关政策延续两年": afterwards Qidong no longer covers the exit.
+    assert qidong.covers("poor_exited_supported", on=date(2019, 12, 19), category_since=exit_day)
+    assert not qidong.covers("poor_exited_supported", on=date(2019, 12, 20), category_since=exit_day)
+    # Seed 002 二(一)/二(二): 建档立卡 until 集中认定 completes (date assumed and marked), then the low-income groups.
+    assert yancheng.covers("poor_exited_supported", on=date(2021, 12, 31))
+    assert not yancheng.covers("poor_exited_supported", on=date(2022, 1, 1))
+    assert yancheng.covers("subsistence", on=date(2022, 1, 1))
+    assert yancheng.assumed("category_periods.poor_exited_supported.until")
+    # Without the day the category began, a period in years cannot run out: the category stands.
+    assert qidong.covers("poor_exited_supported", on=date(2030, 1, 1))
+    assert not packs["longchuan-2017"].covers("subsistence", on=date(2018, 1, 1))
+
+
+def test_a_period_must_end_somehow_and_in_an_eligible_category(tmp_path, good_pack):
+    good_pack["category_periods"] = {"poor_exited_supported": {"then": "poor_not_exited"}}
+    with pytest.raises(PolicyPackError, match="category_periods"):
+        load_pack(_write(tmp_path, good_pack))
+    good_pack["category_periods"] = {"poor_exited_supported": {"years": 2, "then": "subsistence"}}
+    with pytest.raises(PolicyPackError, match="must be eligible"):
+        load_pack(_write(tmp_path, good_pack))
