@@ -397,4 +397,5 @@ def test_nanning_exit_past_the_support_period_loses_the_90_percent_floor_on_the_
         "assistance_share": (True, D("0.00"))
     }
     lapsed = QIDONG.category_on("poor_exited_supported", on=date(2019, 12, 20), category_since=date(2017, 12, 20))
-    assert lapsed is None and assess(b, QIDONG, category=lapsed, hospital_level="county", higher_floor=False).floors == []
+    assert lapsed is None
+    assert assess(b, QIDONG, category=lapsed, hospital_level="county", higher_floor=False).floors == []
