@@ -99,7 +99,12 @@ class YearSchema(Schema):
     inpatient_own_to_date = Money(
         allow_none=True, metadata={"description": "own payment of inpatient stays: what second assistance counts"}
     )
-    assistance_paid = Money(metadata={"description": "paid this year through the assistance review chain"})
+    assistance_paid = fields.Dict(
+        keys=fields.String(),
+        values=Money(),
+        metadata={"description": "paid this year through the assistance review chain, by layer"},
+    )
+    own_after_assistance = Money(allow_none=True, metadata={"description": "own payment less what the chain paid"})
 
 
 class SettlementSchema(Schema):

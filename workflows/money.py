@@ -271,21 +271,26 @@ class YearPosition:
     second_assistance_due: Decimal | None  # Qidong: 40% of yearly inpatient own payment over 10,000, capped
     charity_eligible: bool | None  # Qidong: yearly own payment at the category's threshold
     inpatient_own_to_date: Decimal | None = None  # what second assistance is measured on, when it differs
-    assistance_paid: Decimal = ZERO  # paid by the review chain (second assistance, charity) this year
+    # Paid by the assistance review chain this year, by layer (second assistance: medical_assistance; charity).
+    assistance_paid: dict[str, Decimal] = field(default_factory=dict)
+    own_after_assistance: Decimal | None = None  # the own payment less what the chain paid back
 
 
 def year_position(
     pack: PolicyPack,
     year: int,
     own_to_date: Decimal,
-    category: str,
+    category: str | None,
     *,
     inpatient_own_to_date: Decimal | None = None,
-    assistance_paid: Decimal = ZERO,
+    assistance_paid: dict[str, Decimal] | None = None,
 ) -> YearPosition:
     """Where a person stands in the year. ``inpatient_own_to_date`` is the own payment of the
     catalogue disease's inpatient stays only (seed 004 二(三) "年度住院医疗费用自负"): second
-    assistance is measured on it; without it, on the whole own payment."""
+    assistance is measured on it; without it, on the whole own payment. ``assistance_paid`` is what
+    the review chain paid, by layer: charity counts the own payment left after medical assistance
+    (二(四) "医疗救助支付后，自付费用年度累计"), second assistance included."""
+    paid = {layer: fen(amount) for layer, amount in (assistance_paid or {}).items() if amount}
     money = pack.money
     income = (money.get("rural_income_previous_year") or {}).get(year)
     over = None if income is None else fen(max(ZERO, own_to_date - income))
@@ -295,9 +300,11 @@ def year_position(
         base = own_to_date if inpatient_own_to_date is None else inpatient_own_to_date
         second_due = fen(min(second["cap"], max(ZERO, base - second["threshold"]) * second["ratio"]))
     thresholds = money.get("charity_thresholds") or {}
-    charity = None if category not in thresholds else own_to_date >= thresholds[category]
+    after_assistance = own_to_date - paid.get("medical_assistance", ZERO)
+    charity = None if category not in thresholds else after_assistance >= thresholds[category]
     inpatient = None if inpatient_own_to_date is None else fen(inpatient_own_to_date)
-    return YearPosition(year, fen(own_to_date), income, over, second_due, charity, inpatient, fen(assistance_paid))
+    own_after = fen(max(ZERO, own_to_date - sum(paid.values(), ZERO)))
+    return YearPosition(year, fen(own_to_date), income, over, second_due, charity, inpatient, paid, own_after)
 
 
 # --- the chain of a pack that gives it whole (Longchuan) ------------------------------------------

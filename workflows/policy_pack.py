@@ -52,6 +52,8 @@ FLOOR_CODES = (
 # States a case can be overdue in, and who can be told: the org unit responsible for the next step.
 OVERDUE_STATES = ("screened", "confirmed", "assigned", "in_treatment", "treated", "referred", "follow_up")
 ALERT_TARGETS = ("county", "hospital", "expert_group")
+# The open steps of the assistance review chain (workflows/assistance_machine.py), for their deadlines.
+ASSISTANCE_STEPS = ("raised", "village_reviewed", "town_reviewed", "approved")
 
 
 class PolicyPackError(ValueError):
@@ -141,6 +143,7 @@ class PolicyPack:
     # ``diseases.*.x`` marks field x of every disease; ``diseases.<code>.x`` one disease's.
     assumptions: dict[str, str] = field(default_factory=dict)
     category_periods: dict[str, CategoryPeriod] = field(default_factory=dict)
+    assistance_deadlines_days: dict[str, int] = field(default_factory=dict)  # review chain steps; empty: none
 
     def disease(self, code: str) -> Disease | None:
         return self.diseases.get(code)
@@ -405,6 +408,11 @@ class _PackSchema(Schema):
         values=fields.Nested(_CategoryPeriodSchema),
         load_default=dict,
     )
+    assistance_deadlines_days = fields.Dict(
+        keys=fields.String(validate=validate.OneOf(ASSISTANCE_STEPS)),
+        values=fields.Integer(validate=validate.Range(1, 365)),
+        load_default=dict,
+    )
     assumptions = fields.Dict(
         keys=fields.String(validate=validate.Regexp(r"^[a-z_][a-z0-9_]*(\.([a-z0-9_]+|\*))*$")),
         values=fields.String(validate=validate.Length(min=10)),
@@ -457,6 +465,7 @@ class _PackSchema(Schema):
             money=data["money"],
             assumptions=dict(data["assumptions"]),
             category_periods=dict(data["category_periods"]),
+            assistance_deadlines_days=dict(data["assistance_deadlines_days"]),
         )
 
 

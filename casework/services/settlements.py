@@ -16,6 +16,7 @@ from casework.db import raw, utcnow, write_transaction
 from casework.errors import Conflict, Forbidden, ValidationFailed
 from casework.models import Case, CaseEvent, Hospital, Person, Settlement
 from casework.services.alerts import resolve_for_case
+from casework.services.assistance import paid_in_year, raise_if_due
 from casework.services.cases import get_case, lock_case
 from workflows.case_machine import TREATED
 from workflows.money import LAYERS, Assessment, Bill, YearPosition, YearToDate, assess, bill_errors, expected_layers
@@ -152,6 +153,8 @@ def record_settlement(
             resolve_for_case(session, case.id, now)
         session.flush()
         view = _view(session, case, row, context, result)
+        # Seed 004 二(三)/二(四): second assistance or charity due by the year's own payment starts its review.
+        raise_if_due(session, case, view.year, now)
     return view
 
 
@@ -191,14 +194,12 @@ def _view(
         ytd.own_payment + row.own_payment,
         ctx.category,
         inpatient_own_to_date=inpatient_own,
-        assistance_paid=_assistance_paid(session, row.person_id, row.year),
+        assistance_paid=paid_in_year(session, row.person_id, row.year),
     )
     return SettlementView(row, result, expected, year)
 
 
-def _assistance_paid(session: Session, person_id: int, year: int) -> Decimal:
-    """What the assistance review chain paid the person this year (second assistance, charity)."""
-    return Decimal("0.00")
+
 
 
 def _year_to_date(session: Session, row: Settlement) -> YearToDate:
