@@ -42,6 +42,13 @@ class PolicySchema(Schema):
     icd10_source = fields.String()
     diseases = fields.Method("_diseases", metadata={"type": "array"})
     money = fields.Dict()
+    category_periods = fields.Method(
+        "_periods",
+        metadata={"type": "object", "description": "how long a category keeps the policies, and what it becomes"},
+    )
+    assistance_deadlines_days = fields.Dict(
+        keys=fields.String(), values=fields.Integer(), metadata={"description": "days per review-chain step"}
+    )
     assumptions = fields.Dict(
         keys=fields.String(),
         values=fields.String(),
@@ -50,6 +57,12 @@ class PolicySchema(Schema):
             "for every disease) -> source or reason"
         },
     )
+
+    def _periods(self, pack: PolicyPack) -> dict:
+        return {
+            category: {"years": p.years, "until": p.until.isoformat() if p.until else None, "then": p.then}
+            for category, p in pack.category_periods.items()
+        }
 
     def _diseases(self, pack: PolicyPack) -> list[dict]:
         return DiseaseEntrySchema(many=True).dump(pack.diseases.values())

@@ -28,3 +28,11 @@ def test_hospitals_carry_their_grade(client, logins):
     grades = {row["level"]: row["grade"] for row in rows}
     # Seed 001 第13条: 县人民医院 "二级甲等"; township centres are 一级 in the demo region.
     assert grades == {"county": "secondary", "township": "primary"}
+
+
+def test_policy_shows_category_periods_and_review_deadlines(client, logins):
+    body = client.get("/api/v1/policies/qidong-2017", headers=logins["doctor"].headers).json
+    # Seed 004 三(三): "脱贫后相关政策延续两年".
+    assert body["category_periods"] == {"poor_exited_supported": {"years": 2, "until": None, "then": None}}
+    assert body["assistance_deadlines_days"]["raised"] == 10
+    assert "assistance_deadlines_days" in body["assumptions"]

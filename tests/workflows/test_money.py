@@ -399,3 +399,21 @@ def test_nanning_exit_past_the_support_period_loses_the_90_percent_floor_on_the_
     lapsed = QIDONG.category_on("poor_exited_supported", on=date(2019, 12, 20), category_since=date(2017, 12, 20))
     assert lapsed is None
     assert assess(b, QIDONG, category=lapsed, hospital_level="county", higher_floor=False).floors == []
+
+
+def test_qidong_charity_counts_the_own_payment_left_after_second_assistance():
+    # Seed 004 二(四): "对城乡居民基本医疗保险、大病保险和医疗救助支付后，自付费用年度累计达到或超过3万元以上的低保户".
+    # Own payment 36,000 (all inpatient): second assistance 40% x 26,000 = 10,400 due. Before it is paid, 36,000 >=
+    # 30,000: charity. Once 10,400 is paid (medical assistance), 25,600 is left: below 30,000, no charity.
+    before = year_position(QIDONG, 2018, D("36000.00"), "subsistence", inpatient_own_to_date=D("36000.00"))
+    assert (before.second_assistance_due, before.charity_eligible) == (D("10400.00"), True)
+    after = year_position(
+        QIDONG,
+        2018,
+        D("36000.00"),
+        "subsistence",
+        inpatient_own_to_date=D("36000.00"),
+        assistance_paid={"medical_assistance": D("10400.00")},
+    )
+    assert (after.charity_eligible, after.own_after_assistance) == (False, D("25600.00"))
+    assert after.assistance_paid == {"medical_assistance": D("10400.00")}
