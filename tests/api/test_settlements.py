@@ -64,7 +64,8 @@ def test_2018_county_stay_beside_the_expected_chain(client, session, logins):
     assert body["shortfall"] == "2000.01" and body["below_floor"] is True
     assert body["year"] == {"year": 2018, "own_payment_to_date": "4000.00", "rural_income": "9862.00",
                             "over_rural_income": "0.00", "second_assistance_due": None, "charity_eligible": None,
-                            "inpatient_own_to_date": "4000.00", "assistance_paid": "0.00"}
+                            "inpatient_own_to_date": "4000.00", "assistance_paid": {},
+                            "own_after_assistance": "4000.00"}
 
 
 def test_2026_stay_has_no_expected_figures(client, session, logins):
