@@ -42,6 +42,27 @@ class PolicySchema(Schema):
     icd10_source = fields.String()
     diseases = fields.Method("_diseases", metadata={"type": "array"})
     money = fields.Dict()
+    category_periods = fields.Method(
+        "_periods",
+        metadata={"type": "object", "description": "how long a category keeps the policies, and what it becomes"},
+    )
+    assistance_deadlines_days = fields.Dict(
+        keys=fields.String(), values=fields.Integer(), metadata={"description": "days per review-chain step"}
+    )
+    assumptions = fields.Dict(
+        keys=fields.String(),
+        values=fields.String(),
+        metadata={
+            "description": "figures the pack assumes rather than quotes from its seed: dotted path (diseases.*.x "
+            "for every disease) -> source or reason"
+        },
+    )
+
+    def _periods(self, pack: PolicyPack) -> dict:
+        return {
+            category: {"years": p.years, "until": p.until.isoformat() if p.until else None, "then": p.then}
+            for category, p in pack.category_periods.items()
+        }
 
     def _diseases(self, pack: PolicyPack) -> list[dict]:
         return DiseaseEntrySchema(many=True).dump(pack.diseases.values())
@@ -71,6 +92,9 @@ class HospitalSchema(Schema):
     code = fields.String()
     name = fields.String()
     level = fields.String()
+    grade = fields.String(
+        allow_none=True, metadata={"description": "医院等级 primary 一级, secondary 二级, tertiary 三级; null: unknown"}
+    )
     region = fields.String(attribute="region_code")
 
 

@@ -96,6 +96,15 @@ class YearSchema(Schema):
     over_rural_income = Money(allow_none=True)
     second_assistance_due = Money(allow_none=True)
     charity_eligible = fields.Boolean(allow_none=True)
+    inpatient_own_to_date = Money(
+        allow_none=True, metadata={"description": "own payment of inpatient stays: what second assistance counts"}
+    )
+    assistance_paid = fields.Dict(
+        keys=fields.String(),
+        values=Money(),
+        metadata={"description": "paid this year through the assistance review chain, by layer"},
+    )
+    own_after_assistance = Money(allow_none=True, metadata={"description": "own payment less what the chain paid"})
 
 
 class SettlementSchema(Schema):
@@ -130,6 +139,12 @@ class SettlementSchema(Schema):
     recorded_at = fields.AwareDateTime()
 
 
+class CountyRatioSchema(Schema):
+    actual = Ratio()
+    floor = Ratio()
+    met = fields.Boolean(allow_none=True)
+
+
 class CountyStatsSchema(Schema):
     county = fields.String()
     county_name = fields.String()
@@ -138,6 +153,11 @@ class CountyStatsSchema(Schema):
     settlements = fields.Integer()
     mean_actual_ratio = Ratio()
     shortfalls = fields.Dict()
+    county_inpatient_actual_ratio = fields.Nested(
+        CountyRatioSchema,
+        allow_none=True,
+        metadata={"description": "县域内住院实际报销比例 against the pack's county-wide floor; null without stays"},
+    )
 
 
 def present(view: SettlementView) -> dict:

@@ -23,9 +23,10 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column, relationship
 
 from casework.db import Base, JSONDocument, ScaledDecimal, UTCDateTime, utcnow
+from workflows import assistance_machine as assistance
 from workflows.case_machine import HOSPITAL_LEVELS, OPEN_STATES, STATE_NAMES
 from workflows.money import KINDS as SETTLEMENT_KINDS
-from workflows.policy_pack import CATEGORIES
+from workflows.policy_pack import CATEGORIES, HOSPITAL_GRADES
 
 # SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets a bigint identity.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -74,7 +75,14 @@ class _PlacedUnit:
 
 class Hospital(_PlacedUnit, Base):
     __tablename__ = "hospitals"
-    __table_args__ = (CheckConstraint(_in("level", HOSPITAL_LEVELS), name="level"),)
+    __table_args__ = (
+        CheckConstraint(_in("level", HOSPITAL_LEVELS), name="level"),
+        CheckConstraint(_in("grade", HOSPITAL_GRADES), name="grade"),
+    )
+
+    # 医院等级 (一级/二级/三级): some packs set the ratio by grade, not only by level (seed 001 第2条).
+    # Unknown (NULL) until the county enters it; the level's ratio applies meanwhile.
+    grade: Mapped[str | None] = mapped_column(String(10))
 
 
 class HospitalDesignation(Base):
@@ -387,3 +395,70 @@ class Settlement(Base):
     shortfall: Mapped[Decimal] = mapped_column(Money)
     recorded_by: Mapped[str] = mapped_column(String(80))
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+_assistance_open = _in("state", assistance.OPEN_STATES)
+
+
+class AssistanceApplication(Base):
+    """An application for second assistance or charity aid on a case, and where its review stands.
+
+    Like a case: the row holds the position, the events hold the history; one per person, kind and year.
+    """
+
+    __tablename__ = "assistance_applications"
+    __table_args__ = (
+        CheckConstraint(_in("state", assistance.OPEN_STATES + assistance.TERMINAL_STATES), name="state"),
+        CheckConstraint(_in("kind", tuple(assistance.KINDS)), name="kind"),
+        CheckConstraint("version >= 1", name="version"),
+        UniqueConstraint("person_id", "kind", "year", name="uq_assistance_applications_person_kind_year"),
+        Index(None, "case_id", "id"),
+        # The overdue scan: open applications by deadline.
+        Index(
+            "ix_assistance_applications_due_open",
+            "due_at",
+            sqlite_where=text(_assistance_open),
+            postgresql_where=text(_assistance_open),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"))
+    person_id: Mapped[int] = mapped_column(ForeignKey("persons.id"))
+    kind: Mapped[str] = mapped_column(String(30))
+    year: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(20))
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    # Who acts at each step, copied at raising from the person's place: plain equality when authorising.
+    village_code: Mapped[str] = mapped_column(ForeignKey("org_units.code"))
+    township_code: Mapped[str] = mapped_column(ForeignKey("org_units.code"))
+    county_code: Mapped[str] = mapped_column(ForeignKey("org_units.code"))
+    automatic: Mapped[bool] = mapped_column(Boolean, default=False)  # raised by the year position, not a person
+    amount_requested: Mapped[Decimal | None] = mapped_column(Money)
+    amount_approved: Mapped[Decimal | None] = mapped_column(Money)
+    amount_paid: Mapped[Decimal | None] = mapped_column(Money)
+    fund: Mapped[str | None] = mapped_column(String(30))
+    raised_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    entered_state_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class AssistanceEvent(Base):
+    """Append-only history of an application: one row per accepted step, numbered from 1."""
+
+    __tablename__ = "assistance_events"
+    __table_args__ = (UniqueConstraint("application_id", "seq"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    application_id: Mapped[int] = mapped_column(ForeignKey("assistance_applications.id"))
+    seq: Mapped[int] = mapped_column(Integer)
+    event: Mapped[str] = mapped_column(String(30))
+    from_state: Mapped[str | None] = mapped_column(String(20))
+    to_state: Mapped[str] = mapped_column(String(20))
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    actor_username: Mapped[str] = mapped_column(String(80))
+    org_unit_code: Mapped[str | None] = mapped_column(ForeignKey("org_units.code"))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    data: Mapped[dict[str, Any]] = mapped_column(JSONDocument, default=dict)
+    reason: Mapped[str | None] = mapped_column(Text)

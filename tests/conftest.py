@@ -22,6 +22,8 @@ from casework.models import (
     AccessLog,
     Alert,
     AlertEscalation,
+    AssistanceApplication,
+    AssistanceEvent,
     AuthToken,
     Case,
     CaseEvent,
@@ -86,6 +88,8 @@ def session(engine) -> Iterator[Session]:
 def _wipe_cases(engine: Engine) -> None:
     with Session(engine) as session:
         for table in (
+            AssistanceEvent,
+            AssistanceApplication,
             Settlement,
             AlertEscalation,
             Alert,

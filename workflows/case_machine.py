@@ -174,6 +174,40 @@ def diagnosis_matches_disease(ctx: EventContext) -> None:
     if disease is None or not disease.matches_icd10(code):
         expected = ", ".join(disease.icd10) if disease else "?"
         raise GuardFailed("diagnosis_code", f"{code} is not {ctx.case.disease_code} (ICD-10 {expected})")
+    secondary = ctx.data.get("secondary_codes") or []
+    rule = disease.secondary_needed(code)
+    if rule is not None and not any(_code_under(other, rule.any_of) for other in secondary):
+        raise GuardFailed("secondary_codes", f"{code} needs one of {', '.join(rule.any_of)} beside it ({rule.why})")
+    if disease.lesions_min is not None:
+        # One lesion per ICD-10 subcategory: Q21.000 (clinical version) and Q21.0 are the same VSD.
+        lesions = {lesion.strip().upper()[:5] for lesion in [*(ctx.data.get("lesions") or []), code]}
+        if not all(disease.matches_icd10(lesion) for lesion in lesions):
+            raise GuardFailed("lesions", f"every lesion must be a heart malformation ({', '.join(disease.icd10)})")
+        if len(lesions) < disease.lesions_min:
+            wanted = f"{disease.lesions_min} or more distinct lesions"
+            raise GuardFailed("lesions", f"{ctx.case.disease_code} needs {wanted}, got {len(lesions)}")
+    if disease.resistance is not None:
+        _check_resistance(disease.resistance, ctx.data.get("drug_resistance"), secondary)
+
+
+# Resistance to tuberculostatic drugs (ICD-10 2019 U84.3): on the record only after a DST showed it.
+TB_RESISTANCE_CODE = "U84.3"
+
+
+def _code_under(code: str, prefixes: tuple[str, ...]) -> bool:
+    return any(code.strip().upper().startswith(prefix.upper()) for prefix in prefixes)
+
+
+def _check_resistance(rule: str, dst: Mapping[str, Any] | None, secondary: list[str]) -> None:
+    if dst is None:
+        if any(_code_under(other, (TB_RESISTANCE_CODE,)) for other in secondary):
+            return
+        raise GuardFailed(
+            "drug_resistance", f"drug-resistant TB needs the DST result, or {TB_RESISTANCE_CODE} among secondary_codes"
+        )
+    # Rifampicin resistance is what China's 耐多药 programme treats (RR/MDR-TB alike; Xpert reports only it).
+    if rule == "rifampicin" and "rifampicin" not in dst["resistant_to"]:
+        raise GuardFailed("drug_resistance", "multidrug-resistant TB needs resistance to rifampicin")
 
 
 def diagnosing_hospital_exists(ctx: EventContext) -> None:

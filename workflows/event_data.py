@@ -13,13 +13,17 @@ __all__ = [
     "ConsultData",
     "DeathData",
     "DischargeData",
+    "DrugResistanceData",
     "FollowUpData",
     "ReasonOnlyData",
     "ReferData",
     "Schema",
 ]
 
-ICD10 = validate.Regexp(r"^[A-Za-z][0-9]{2}(\.[0-9A-Za-z]{1,4})?$", error="not an ICD-10 code (like C15.9)")
+# WHO ICD-10 codes (C15.9) and the national clinical version 2.0's extensions (C15.900x001) that records carry.
+ICD10 = validate.Regexp(
+    r"^[A-Za-z][0-9]{2}(\.[0-9A-Za-z]{1,4}([xX][0-9]{3})?)?$", error="not an ICD-10 code (like C15.9 or C15.900x001)"
+)
 _text = validate.Length(min=1, max=4000)
 
 
@@ -32,10 +36,49 @@ class EventData(Schema):
         return {k: v for k, v in data.items() if v is not None}
 
 
+DRUGS = (
+    "rifampicin",
+    "isoniazid",
+    "ethambutol",
+    "pyrazinamide",
+    "streptomycin",
+    "fluoroquinolone",
+    "injectable",
+    "other",
+)
+DST_METHODS = ("phenotypic", "xpert_mtb_rif", "line_probe_assay", "sequencing")
+
+
+class DrugResistanceData(EventData):
+    """The drug-susceptibility test (药敏试验) that shows a tuberculosis is resistant."""
+
+    method = fields.String(required=True, validate=validate.OneOf(DST_METHODS))
+    resistant_to = fields.List(
+        fields.String(validate=validate.OneOf(DRUGS)), required=True, validate=validate.Length(min=1)
+    )
+    reported_at = fields.Date(load_default=None, allow_none=True)
+    laboratory = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=200))
+
+
 class ConfirmData(EventData):
     diagnosis_code = fields.String(required=True, validate=ICD10)
     diagnosed_by = fields.String(required=True, metadata={"description": "hospital id (code)"})
     diagnosed_at = fields.AwareDateTime(required=True)
+    secondary_codes = fields.List(
+        fields.String(validate=ICD10),
+        load_default=None,
+        validate=validate.Length(max=20),
+        metadata={"description": "other diagnoses on the record (其他诊断), e.g. G40 beside F06, U84.3 beside A15"},
+    )
+    lesions = fields.List(
+        fields.String(validate=ICD10),
+        load_default=None,
+        validate=validate.Length(max=10),
+        metadata={"description": "congenital heart lesions found (复杂先心病 needs two or more)"},
+    )
+    drug_resistance = fields.Nested(
+        DrugResistanceData, load_default=None, metadata={"description": "DST result for drug-resistant TB"}
+    )
 
 
 class AssignData(EventData):

@@ -10,7 +10,7 @@ should have paid.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
 from typing import Any
 
 from workflows.policy_pack import PolicyPack
@@ -111,30 +111,81 @@ def _minimum(code: str, label: str, floor: Decimal, numerator: Decimal, base: De
     return FloorCheck(code, label, floor, actual, missing == 0, missing)
 
 
+def own_payment_allowed(money: dict[str, Any], total: Decimal) -> Decimal | None:
+    """The largest own payment the pack's ceiling lets a bill keep, to the fen (None: no ceiling).
+
+    "小于10%" (seed 001 附件2) is strict: on a 10,000.00 bill 1,000.00 is not below 10%, 999.99 is.
+    """
+    ceiling = money.get("own_payment_share_max")
+    if ceiling is None:
+        return None
+    limit = ceiling * total
+    if money.get("own_payment_share_strict"):
+        return max(ZERO, limit.quantize(FEN, rounding=ROUND_CEILING) - FEN)
+    return fen(limit)
+
+
+def basic_ratio(money: dict[str, Any], level: str | None, grade: str | None) -> Decimal | None:
+    """Basic insurance's in-policy inpatient ratio for a hospital: by level, unless the pack gives its
+    grade at that level another (seed 001 第2条: "县级及二级医疗机构 90%", "州市级三级医疗机构 75%")."""
+    by_level = money.get("inpatient_ratio_by_level") or {}
+    by_grade = (money.get("inpatient_ratio_by_grade") or {}).get(level) or {}
+    if grade in by_grade:
+        return by_grade[grade]
+    return by_level.get(level)
+
+
+GRADE_LABELS = {"primary": "一级", "secondary": "二级", "tertiary": "三级"}
+LEVEL_LABELS = {"village_clinic": "村", "township": "乡镇", "county": "县", "municipal": "州市", "provincial": "省"}
+
+
+def covered_by_floor(pack: PolicyPack, floor: str, category: str | None) -> bool:
+    """Whether a floor of the pack covers the category: each floor may name its own categories
+    (seed 003 二(四)10: 2014/2015 exits keep the assistance preference but not the 90% backstop); without
+    a list, every category the pack covers. ``None`` is a person the pack no longer covers on that day."""
+    if category is None:
+        return False
+    own = (pack.money.get("floor_categories_by_floor") or {}).get(floor)
+    categories = own if own is not None else pack.money.get("floor_categories")
+    return category in (pack.eligible_categories if categories is None else categories)
+
+
 def assess(
-    bill: Bill, pack: PolicyPack, *, category: str, hospital_level: str | None, higher_floor: bool
+    bill: Bill,
+    pack: PolicyPack,
+    *,
+    category: str | None,
+    hospital_level: str | None,
+    higher_floor: bool,
+    hospital_grade: str | None = None,
+    disease_code: str | None = None,
 ) -> Assessment:
-    """Ratios of one bill and every floor of the pack that applies to it."""
+    """Ratios of one bill and every floor of the pack that applies to it. ``category`` is what the person
+    counts as on the day of the stay (:meth:`PolicyPack.category_on`); None: no floor applies."""
     money: dict[str, Any] = pack.money
     checks: list[FloorCheck] = []
-    applies = money.get("floor_categories") is None or category in money["floor_categories"]
-    if applies and bill.kind == "inpatient" and bill.referral_compliant:
+
+    def applies(floor: str) -> bool:
+        return covered_by_floor(pack, floor, category)
+
+    if bill.kind == "inpatient" and bill.referral_compliant:
         floor = money.get("inpatient_actual_ratio_min")
-        if floor is not None:
+        if floor is not None and applies("inpatient_actual_ratio"):
             base = bill.total if money.get("inpatient_actual_ratio_base") == "total" else bill.in_policy
             checks.append(_minimum("inpatient_actual_ratio", "住院实际补偿比例", floor, bill.reimbursed, base))
-        by_level = money.get("inpatient_ratio_by_level") or {}
-        if hospital_level in by_level and by_level[hospital_level] is not None:
+        ratio = basic_ratio(money, hospital_level, hospital_grade)
+        if ratio is not None and applies("basic_ratio_by_level"):
+            where = LEVEL_LABELS.get(hospital_level or "", "") + GRADE_LABELS.get(hospital_grade or "", "")
             checks.append(
                 _minimum(
                     "basic_ratio_by_level",
-                    f"基本医保{hospital_level}级住院报销比例",
-                    by_level[hospital_level],
+                    f"基本医保{where}医疗机构住院报销比例",
+                    ratio,
                     bill.layers["basic_insurance"],
                     bill.in_policy,
                 )
             )
-        if bill.special_treatment:
+        if bill.special_treatment and applies("special_treatment_insurance"):
             key = "special_treatment_insurance_ratio_higher" if higher_floor else "special_treatment_insurance_ratio"
             if money.get(key) is not None:
                 checks.append(
@@ -146,31 +197,51 @@ def assess(
                         bill.total,
                     )
                 )
-        ceiling = money.get("own_payment_share_max")
-        if ceiling is not None:
-            excess = fen(max(ZERO, bill.own_payment - ceiling * bill.total))
+        allowed = own_payment_allowed(money, bill.total)
+        if allowed is not None and bill.total > 0 and applies("own_payment_share"):
+            excess = max(ZERO, bill.own_payment - allowed)
             checks.append(
                 FloorCheck(
                     "own_payment_share",
-                    "个人自付比例",
-                    ceiling,
+                    "个人自付比例" + ("（小于）" if money.get("own_payment_share_strict") else ""),
+                    money["own_payment_share_max"],
                     _ratio(bill.own_payment, bill.total),
                     excess == 0,
                     excess,
                 )
             )
-    if applies and bill.kind == "outpatient_special" and money.get("outpatient_special_ratio_min") is not None:
+    outpatient_key = "outpatient_special_ratio_min_higher" if higher_floor else "outpatient_special_ratio_min"
+    outpatient_floor = money.get(outpatient_key)
+    if outpatient_floor is None:
+        outpatient_floor = money.get("outpatient_special_ratio_min")
+    if bill.kind == "outpatient_special" and outpatient_floor is not None and applies("outpatient_special_ratio"):
+        # Seed 001 第2条 sets the outpatient ratio inside 基本医保倾斜政策: basic insurance's own ratio; seed
+        # 003's "门诊特殊慢性病医疗费用实际报销比例" is the actual ratio, every layer together.
+        on_basic = money.get("outpatient_special_ratio_layers") == "basic_insurance"
         checks.append(
             _minimum(
                 "outpatient_special_ratio",
-                "门诊特殊慢性病实际报销比例",
-                money["outpatient_special_ratio_min"],
-                bill.reimbursed,
+                "门诊政策范围内基本医保报销比例" if on_basic else "门诊特殊慢性病实际报销比例",
+                outpatient_floor,
+                bill.layers["basic_insurance"] if on_basic else bill.reimbursed,
                 bill.in_policy,
             )
         )
+    free = disease_code is not None and disease_code in (money.get("free_treatment_diseases") or ())
+    if free and applies("free_treatment"):
+        # Seed 002 四(四): "门诊与住院免费救治": nothing is left to the patient, outpatient or inpatient.
+        checks.append(
+            FloorCheck(
+                "free_treatment",
+                "免费救治（个人自付为零）",
+                ZERO,
+                _ratio(bill.own_payment, bill.total),
+                bill.own_payment == 0,
+                bill.own_payment,
+            )
+        )
     assistance_floor = money.get("assistance_share_of_own_payment_min")
-    if applies and assistance_floor is not None and bill.own_in_policy_after_insurance > 0:
+    if applies("assistance_share") and assistance_floor is not None and bill.own_in_policy_after_insurance > 0:
         checks.append(
             _minimum(
                 "assistance_share",
@@ -199,19 +270,41 @@ class YearPosition:
     over_rural_income: Decimal | None  # how far the own payment exceeds it (None when unknown)
     second_assistance_due: Decimal | None  # Qidong: 40% of yearly inpatient own payment over 10,000, capped
     charity_eligible: bool | None  # Qidong: yearly own payment at the category's threshold
+    inpatient_own_to_date: Decimal | None = None  # what second assistance is measured on, when it differs
+    # Paid by the assistance review chain this year, by layer (second assistance: medical_assistance; charity).
+    assistance_paid: dict[str, Decimal] = field(default_factory=dict)
+    own_after_assistance: Decimal | None = None  # the own payment less what the chain paid back
 
 
-def year_position(pack: PolicyPack, year: int, own_to_date: Decimal, category: str) -> YearPosition:
+def year_position(
+    pack: PolicyPack,
+    year: int,
+    own_to_date: Decimal,
+    category: str | None,
+    *,
+    inpatient_own_to_date: Decimal | None = None,
+    assistance_paid: dict[str, Decimal] | None = None,
+) -> YearPosition:
+    """Where a person stands in the year. ``inpatient_own_to_date`` is the own payment of the
+    catalogue disease's inpatient stays only (seed 004 二(三) "年度住院医疗费用自负"): second
+    assistance is measured on it; without it, on the whole own payment. ``assistance_paid`` is what
+    the review chain paid, by layer: charity counts the own payment left after medical assistance
+    (二(四) "医疗救助支付后，自付费用年度累计"), second assistance included."""
+    paid = {layer: fen(amount) for layer, amount in (assistance_paid or {}).items() if amount}
     money = pack.money
     income = (money.get("rural_income_previous_year") or {}).get(year)
     over = None if income is None else fen(max(ZERO, own_to_date - income))
     second = money.get("second_assistance")
     second_due = None
     if second:
-        second_due = fen(min(second["cap"], max(ZERO, own_to_date - second["threshold"]) * second["ratio"]))
+        base = own_to_date if inpatient_own_to_date is None else inpatient_own_to_date
+        second_due = fen(min(second["cap"], max(ZERO, base - second["threshold"]) * second["ratio"]))
     thresholds = money.get("charity_thresholds") or {}
-    charity = None if category not in thresholds else own_to_date >= thresholds[category]
-    return YearPosition(year, fen(own_to_date), income, over, second_due, charity)
+    after_assistance = own_to_date - paid.get("medical_assistance", ZERO)
+    charity = None if category not in thresholds else after_assistance >= thresholds[category]
+    inpatient = None if inpatient_own_to_date is None else fen(inpatient_own_to_date)
+    own_after = fen(max(ZERO, own_to_date - sum(paid.values(), ZERO)))
+    return YearPosition(year, fen(own_to_date), income, over, second_due, charity, inpatient, paid, own_after)
 
 
 # --- the chain of a pack that gives it whole (Longchuan) ------------------------------------------
@@ -224,6 +317,8 @@ class YearToDate:
     critical_illness_base: Decimal = ZERO  # in-policy cost left after basic insurance, summed
     assistance_paid: Decimal = ZERO
     own_payment: Decimal = ZERO
+    critical_illness_paid: Decimal = ZERO  # against the yearly cap of critical-illness insurance
+    inpatient_own_payment: Decimal = ZERO  # own payment of inpatient stays only (seed 004 二(三))
 
 
 def _band_amount(start: Decimal, end: Decimal, bands: list[dict[str, Decimal]]) -> Decimal:
@@ -240,7 +335,14 @@ def _band_amount(start: Decimal, end: Decimal, bands: list[dict[str, Decimal]]) 
 
 
 def expected_layers(
-    bill: Bill, pack: PolicyPack, *, year: int, hospital_level: str, higher_floor: bool, ytd: YearToDate
+    bill: Bill,
+    pack: PolicyPack,
+    *,
+    year: int,
+    hospital_level: str,
+    higher_floor: bool,
+    ytd: YearToDate,
+    hospital_grade: str | None = None,
 ) -> dict[str, Decimal] | None:
     """What each layer should pay under the pack's chain, or None where the pack gives no chain
     (or the stay falls outside it: outpatient, or not following the referral rules)."""
@@ -249,8 +351,7 @@ def expected_layers(
         return None
     if year not in chain["critical_illness"]["deductible_by_year"]:
         return None  # the pack has no figures for that year: nothing to compare against, rather than a guess
-    by_level = pack.money["inpatient_ratio_by_level"]
-    basic = fen(bill.in_policy * by_level[hospital_level])
+    basic = fen(bill.in_policy * basic_ratio(pack.money, hospital_level, hospital_grade))
     left = bill.in_policy - basic
     if bill.special_treatment:
         # 单病种: basic + critical-illness insurance together pay the special-treatment ratio of the cost.
@@ -262,6 +363,9 @@ def expected_layers(
         bands = [{"from": deductible, "ratio": critical_rules["bands"][0]["ratio"]}, *critical_rules["bands"][1:]]
         start = ytd.critical_illness_base
         critical = fen(_band_amount(start, start + left, bands))
+    cap = (chain["critical_illness"].get("annual_cap_by_year") or {}).get(year)
+    if cap is not None:
+        critical = max(ZERO, min(critical, cap - ytd.critical_illness_paid))
     assistance_rules = chain["assistance"]
     track = assistance_rules["major_disease" if bill.special_treatment else "ordinary"]
     target = assistance_rules["target_ratio"] * bill.in_policy
@@ -278,6 +382,12 @@ def expected_layers(
         over = min(own, ytd.own_payment + own - income)
         backstop += over
         own -= over
+    # The backstop also meets the pack's own-payment ceiling (附件2 "实际自付比例小于10%", screened per patient
+    # with the 差额 counted): the chain must never leave a bill its own floors call short.
+    allowed = own_payment_allowed(pack.money, bill.total)
+    if allowed is not None and own > allowed:
+        backstop += own - allowed
+        own = allowed
     return {
         "basic_insurance": basic,
         "critical_illness_insurance": critical,

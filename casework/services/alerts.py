@@ -195,7 +195,9 @@ def scan(session: Session, now: datetime | None = None) -> ScanReport:
                 log.info("overdue scan skipped: another scheduler holds the lock")
                 return ScanReport(0, 0, 0, time.perf_counter() - started, skipped=True)
         resolved = resolve_ended(session, now)
-        raised = raise_overdue(session, now) + raise_below_floor(session, now)
+        from casework.services.assistance import raise_overdue_assistance  # it builds on this module's peers
+
+        raised = raise_overdue(session, now) + raise_below_floor(session, now) + raise_overdue_assistance(session, now)
         escalated = escalate_unacknowledged(session, now)
     report = ScanReport(raised, resolved, escalated, time.perf_counter() - started)
     log.info(

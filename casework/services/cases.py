@@ -66,8 +66,10 @@ def screen(
         disease = pack.disease(disease_code)
         if disease is None:
             raise ValidationFailed.field("disease_code", f"not in the catalogue of {pack.code}")
-        if person.category not in pack.eligible_categories:
-            raise ValidationFailed.field("person_id", f"category {person.category} is not eligible under {pack.code}")
+        if not pack.covers(person.category, on=screened_at.date(), category_since=person.category_since):
+            raise ValidationFailed.field(
+                "person_id", f"category {person.category} is not covered by {pack.code} on {screened_at.date()}"
+            )
         if disease.age_max is not None and _age_on(person, screened_at) > disease.age_max:
             raise ValidationFailed.field("disease_code", f"{disease.name_zh} covers patients up to {disease.age_max}")
         case = Case(

@@ -52,7 +52,8 @@ def load_demo(session: Session, path: Path = DEMO_FILE, password: str = DEMO_PAS
                 session, OrgUnit(code=code, name=row["name"], kind="hospital", parent_code=str(row["org_unit"]))
             )
             created["hospitals"] += _add_missing(
-                session, Hospital(code=code, level=row["level"], region_code=str(row["org_unit"]))
+                session,
+                Hospital(code=code, level=row["level"], grade=row.get("grade"), region_code=str(row["org_unit"])),
             )
             for policy_code, diseases in (row.get("designations") or {}).items():
                 wanted = catalogue[policy_code].diseases if diseases == "*" else diseases

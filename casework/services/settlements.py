@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -14,8 +14,9 @@ from sqlalchemy.orm import Session
 from casework.actor import Actor
 from casework.db import raw, utcnow, write_transaction
 from casework.errors import Conflict, Forbidden, ValidationFailed
-from casework.models import Case, CaseEvent, Hospital, Settlement
+from casework.models import Case, CaseEvent, Hospital, Person, Settlement
 from casework.services.alerts import resolve_for_case
+from casework.services.assistance import paid_in_year, raise_if_due
 from casework.services.cases import get_case, lock_case
 from workflows.case_machine import TREATED
 from workflows.money import LAYERS, Assessment, Bill, YearPosition, YearToDate, assess, bill_errors, expected_layers
@@ -45,10 +46,48 @@ def _bill(row: Settlement) -> Bill:
     )
 
 
-def _context(session: Session, case: Case, hospital_code: str) -> tuple[PolicyPack, str, bool]:
+@dataclass(frozen=True)
+class _Context:
+    pack: PolicyPack
+    level: str
+    grade: str | None
+    higher_floor: bool
+    category: str | None  # None: the pack no longer covers the person on the day of the stay
+
+
+def _category_for_stay(session: Session, case: Case, day: date) -> str:
+    """The person's eligibility category on the day of the stay.
+
+    Eligibility history plugs in here (the category on that date, from the person's category history);
+    until it does, the category the case was screened with.
+    """
+    return case.category
+
+
+def _context(session: Session, case: Case, hospital_code: str, day: date) -> _Context:
     pack = packs()[case.policy_code]
-    level = session.scalar(select(Hospital.level).where(Hospital.code == hospital_code))
-    return pack, level, pack.disease(case.disease_code).higher_floor
+    level, grade = session.execute(
+        select(Hospital.level, Hospital.grade).where(Hospital.code == hospital_code)
+    ).one()
+    category = _category_for_stay(session, case, day)
+    person_category, since = session.execute(
+        select(Person.category, Person.category_since).where(Person.id == case.person_id)
+    ).one()
+    # What the category counts as on the day of the stay: a support period may have run out since screening.
+    effective = pack.category_on(category, on=day, category_since=since if person_category == category else None)
+    return _Context(pack, level, grade, pack.disease(case.disease_code).higher_floor, effective)
+
+
+def _assess(bill: Bill, case: Case, ctx: _Context) -> Assessment:
+    return assess(
+        bill,
+        ctx.pack,
+        category=ctx.category,
+        hospital_level=ctx.level,
+        higher_floor=ctx.higher_floor,
+        hospital_grade=ctx.grade,
+        disease_code=case.disease_code,
+    )
 
 
 def record_settlement(
@@ -84,8 +123,8 @@ def record_settlement(
         admitted = session.scalar(select(exists().where(CaseEvent.case_id == case.id, CaseEvent.event == "admit")))
         if kind == "inpatient" and not admitted:
             raise Conflict("the case has no admission to settle")
-        pack, level, higher = _context(session, case, actor.org_unit_code)
-        result = assess(bill, pack, category=case.category, hospital_level=level, higher_floor=higher)
+        context = _context(session, case, actor.org_unit_code, discharged_at.astimezone(CHINA).date())
+        result = _assess(bill, case, context)
         row = Settlement(
             case_id=case.id,
             person_id=case.person_id,
@@ -113,7 +152,9 @@ def record_settlement(
             case.due_at = None
             resolve_for_case(session, case.id, now)
         session.flush()
-        view = _view(session, case, row, (pack, level, higher), result)
+        view = _view(session, case, row, context, result)
+        # Seed 004 二(三)/二(四): second assistance or charity due by the year's own payment starts its review.
+        raise_if_due(session, case, view.year, now)
     return view
 
 
@@ -129,17 +170,36 @@ def _view(
     session: Session,
     case: Case,
     row: Settlement,
-    context: tuple[PolicyPack, str, bool] | None = None,
+    context: _Context | None = None,
     assessment: Assessment | None = None,
 ) -> SettlementView:
     """The bill with its judgement; recording passes what it already computed instead of redoing it."""
-    pack, level, higher = context or _context(session, case, row.hospital_code)
+    ctx = context or _context(session, case, row.hospital_code, row.discharged_at.astimezone(CHINA).date())
     bill = _bill(row)
     ytd = _year_to_date(session, row)
-    expected = expected_layers(bill, pack, year=row.year, hospital_level=level, higher_floor=higher, ytd=ytd)
-    result = assessment or assess(bill, pack, category=case.category, hospital_level=level, higher_floor=higher)
-    year = position_for_year(pack, row.year, ytd.own_payment + row.own_payment, case.category)
+    expected = expected_layers(
+        bill,
+        ctx.pack,
+        year=row.year,
+        hospital_level=ctx.level,
+        higher_floor=ctx.higher_floor,
+        ytd=ytd,
+        hospital_grade=ctx.grade,
+    )
+    result = assessment or _assess(bill, case, ctx)
+    inpatient_own = ytd.inpatient_own_payment + (row.own_payment if row.kind == "inpatient" else Decimal("0"))
+    year = position_for_year(
+        ctx.pack,
+        row.year,
+        ytd.own_payment + row.own_payment,
+        ctx.category,
+        inpatient_own_to_date=inpatient_own,
+        assistance_paid=paid_in_year(session, row.person_id, row.year),
+    )
     return SettlementView(row, result, expected, year)
+
+
+
 
 
 def _year_to_date(session: Session, row: Settlement) -> YearToDate:
@@ -152,12 +212,15 @@ def _year_to_date(session: Session, row: Settlement) -> YearToDate:
         ),
         else_=0,
     )
-    base, assistance, own = session.execute(
+    inpatient_own = case((Settlement.kind == "inpatient", raw(Settlement.own_payment)), else_=0)
+    sums = session.execute(
         select(
             func.coalesce(func.sum(chain_base), 0),
             func.coalesce(func.sum(raw(Settlement.medical_assistance)), 0),
             func.coalesce(func.sum(raw(Settlement.own_payment)), 0),
+            func.coalesce(func.sum(raw(Settlement.critical_illness_insurance)), 0),
+            func.coalesce(func.sum(inpatient_own), 0),
         ).where(earlier)
     ).one()
     # Raw sums are in the stored unit (fen): scale them like the column type does.
-    return YearToDate(*(Decimal(int(v)).scaleb(-2) for v in (base, assistance, own)))
+    return YearToDate(*(Decimal(int(v)).scaleb(-2) for v in sums))

@@ -53,15 +53,19 @@ def test_2018_county_stay_beside_the_expected_chain(client, session, logins):
                          admitted_at="2018-05-27T10:00:00+08:00", basic_insurance="16000.00", own_payment="4000.00")
     assert response.status_code == 201, response.json
     body = response.json
-    # Expected (hand-computed in tests/workflows/test_money.py): basic 16,200.00, own 3,800.00.
-    assert body["expected"]["basic_insurance"] == "16200.00" and body["expected"]["own_payment"] == "3800.00"
-    assert body["discrepancies"] == {"basic_insurance": "-200.00", "own_payment": "200.00"}
+    # Expected (hand-computed in tests/workflows/test_money.py): basic 16,200.00, backstop 1,800.01 so that the own
+    # payment 1,999.99 is below 10% of 20,000 (seed 001 附件2 "小于10%").
+    assert body["expected"]["basic_insurance"] == "16200.00" and body["expected"]["own_payment"] == "1999.99"
+    assert body["discrepancies"] == {"basic_insurance": "-200.00", "government_backstop": "-1800.01",
+                                     "own_payment": "2000.01"}
     floors = {f["code"]: (f["met"], f["shortfall"]) for f in body["floors"]}
     assert floors["inpatient_actual_ratio"] == (False, "200.00")  # 16,000 of 18,000 = 88.89%
-    assert floors["own_payment_share"] == (False, "2000.00")  # 4,000 against 10% of 20,000
-    assert body["shortfall"] == "2000.00" and body["below_floor"] is True
+    assert floors["own_payment_share"] == (False, "2000.01")  # 4,000 against "below 10%" of 20,000: 1,999.99
+    assert body["shortfall"] == "2000.01" and body["below_floor"] is True
     assert body["year"] == {"year": 2018, "own_payment_to_date": "4000.00", "rural_income": "9862.00",
-                            "over_rural_income": "0.00", "second_assistance_due": None, "charity_eligible": None}
+                            "over_rural_income": "0.00", "second_assistance_due": None, "charity_eligible": None,
+                            "inpatient_own_to_date": "4000.00", "assistance_paid": {},
+                            "own_after_assistance": "4000.00"}
 
 
 def test_2026_stay_has_no_expected_figures(client, session, logins):
@@ -114,7 +118,9 @@ def test_stats_are_scoped(client, session, logins):
     [row] = client.get("/api/v1/stats", headers=logins["coordinator"].headers).json
     assert row["cases_by_state"] == {"treated": 1} and row["settlements"] == 1
     assert row["mean_actual_ratio"] == "0.9000"
-    assert row["shortfalls"] == {"count": 1, "total": "1800.00"}
+    assert row["shortfalls"] == {"count": 1, "total": "1800.01"}
+    # Seed 001 第2条 "确保县域内住院实际报销比例不低于70%": 16,200 of 20,000 at the county hospital = 81%.
+    assert row["county_inpatient_actual_ratio"] == {"actual": "0.8100", "floor": "0.7000", "met": True}
 
 
 def test_second_stay_of_the_year_uses_the_first_for_bands_and_income(client, session, logins):

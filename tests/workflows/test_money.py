@@ -58,26 +58,28 @@ def floors(assessment):
 def test_longchuan_county_stay_sits_exactly_on_the_90_percent_floor():
     # County hospital 90% of 18,000 in-policy = 16,200 (第2条, no deductible). 1,800 left < 2018 deductible 4,931:
     # no critical-illness payment. Assistance tops up to 90% of in-policy: already there. Own 3,800 < 9,862.
+    # But 附件2 "住院费用实际自付比例小于10%": 10% of the 20,000 total is 2,000.00, which is not *below* 10%; the
+    # largest own payment below it is 1,999.99, so the backstop (第5条) pays 3,800 - 1,999.99 = 1,800.01.
     b = bill("20000.00", "18000.00", basic="16200.00", own="3800.00")
     expected = expected_layers(b, LONGCHUAN, year=2018, hospital_level="county", higher_floor=False, ytd=YearToDate())
     assert expected == {
         "basic_insurance": D("16200.00"),
         "critical_illness_insurance": D("0.00"),
         "medical_assistance": D("0.00"),
-        "government_backstop": D("0.00"),
+        "government_backstop": D("1800.01"),
         "charity": D("0"),
         "other": D("0"),
-        "own_payment": D("3800.00"),
+        "own_payment": D("1999.99"),
     }
     result = assess(b, LONGCHUAN, category="poor_not_exited", hospital_level="county", higher_floor=False)
     assert result.ratio_on_in_policy == D("0.9000") and result.ratio_on_total == D("0.8100")
-    # 90% exactly is met; the own-payment share 19% misses the 10% ceiling by 3,800 - 2,000 = 1,800.00.
+    # 90% exactly is met; the own-payment share 19% misses "小于10%" by 3,800 - 1,999.99 = 1,800.01.
     assert floors(result) == {
         "inpatient_actual_ratio": (True, D("0.00")),
         "basic_ratio_by_level": (True, D("0.00")),
-        "own_payment_share": (False, D("1800.00")),
+        "own_payment_share": (False, D("1800.01")),
     }
-    assert result.shortfall == D("1800.00") and result.below_floor
+    assert result.shortfall == D("1800.01") and result.below_floor
 
 
 def test_longchuan_stay_across_the_50000_critical_illness_band():
@@ -109,6 +111,7 @@ def test_longchuan_critical_illness_deductible_and_fen_rounding():
 def test_longchuan_special_treatment_stay_and_its_discrepancies():
     # 单病种 oesophageal cancer at the municipal hospital: basic 75% of 10,000 = 7,500; basic + critical pay 85%
     # (第6条) so critical 1,000. Major-disease assistance: gap to 90% is 500, 60% of the 1,500 left is 900: 500.
+    # Own 1,000.00 is exactly 10%, not "小于10%" (附件2): the backstop pays 0.01, own payment 999.99.
     b = bill("10000.00", "10000.00", special=True)
     expected = expected_layers(
         b, LONGCHUAN, year=2018, hospital_level="municipal", higher_floor=False, ytd=YearToDate()
@@ -119,19 +122,25 @@ def test_longchuan_special_treatment_stay_and_its_discrepancies():
         expected["medical_assistance"],
         expected["government_backstop"],
         expected["own_payment"],
-    ) == (D("7500.00"), D("1000.00"), D("500.00"), D("0.00"), D("1000.00"))
+    ) == (D("7500.00"), D("1000.00"), D("500.00"), D("0.01"), D("999.99"))
     on_target = bill(
-        "10000.00", "10000.00", basic="7500.00", critical="1000.00", assistance="500.00", own="1000.00", special=True
+        "10000.00", "10000.00", basic="7500.00", critical="1000.00", assistance="500.00", backstop="0.01",
+        own="999.99", special=True,
     )
     result = assess(on_target, LONGCHUAN, category="poor_not_exited", hospital_level="municipal", higher_floor=False)
-    assert not result.below_floor  # 90% actual, 85% insurance, own share 10% exactly: every floor met at its edge
-    # The hospital recorded 100 less assistance: 89% actual (short 100.00) and 11% own share (100.00 over).
+    assert not result.below_floor  # 90.0001% actual, 85% insurance, own share just below 10%: every floor met
+    at_ten = bill(
+        "10000.00", "10000.00", basic="7500.00", critical="1000.00", assistance="500.00", own="1000.00", special=True
+    )
+    result = assess(at_ten, LONGCHUAN, category="poor_not_exited", hospital_level="municipal", higher_floor=False)
+    assert floors(result)["own_payment_share"] == (False, D("0.01"))  # exactly 10.00% is not "小于10%"
+    # The hospital recorded 100 less assistance: 89% actual (short 100.00) and 11% own share (1,100 - 999.99 over).
     short = bill(
         "10000.00", "10000.00", basic="7500.00", critical="1000.00", assistance="400.00", own="1100.00", special=True
     )
     result = assess(short, LONGCHUAN, category="poor_not_exited", hospital_level="municipal", higher_floor=False)
     assert floors(result)["inpatient_actual_ratio"] == (False, D("100.00"))
-    assert floors(result)["own_payment_share"] == (False, D("100.00"))
+    assert floors(result)["own_payment_share"] == (False, D("100.01"))
     assert floors(result)["special_treatment_insurance"] == (True, D("0.00"))
 
 
@@ -190,11 +199,14 @@ def test_nanning_assistance_short_by_1000():
     assert floors(result)["inpatient_actual_ratio"] == (True, D("0.00"))  # 23,500 / 25,000 = 94%
 
 
-def test_nanning_floors_do_not_cover_2014_2015_exits():
+@pytest.mark.parametrize("category", ["poor_exited_2014_2015", "poor_exited_unsupported"])
+def test_nanning_2014_2015_and_unsupported_exits_keep_the_assistance_floor_only(category):
+    # Seed 003 二(四)10: "2014、2015年退出户和不在2年继续扶持期内脱贫户享受基本医保、大病保险、基本医保二次报销、
+    # 医疗救助倾斜政策，不再享受财政补助兜底保障政策": no 90% actual floor, but the 80% assistance floor stays.
+    # In-policy 25,000 - insurance 10,000 = 15,000 left; 80% is 12,000.00 and nothing was paid: short 12,000.00.
     b = bill("30000.00", "25000.00", basic="10000.00", own="20000.00")
-    assert (
-        assess(b, NANNING, category="poor_exited_2014_2015", hospital_level="county", higher_floor=False).floors == []
-    )
+    result = assess(b, NANNING, category=category, hospital_level="county", higher_floor=False)
+    assert floors(result) == {"assistance_share": (False, D("12000.00"))}
 
 
 def test_nanning_special_chronic_outpatient_80_percent():
@@ -252,3 +264,156 @@ def test_longchuan_chain_has_no_figures_for_a_year_the_pack_does_not_cover():
     b = bill("1000.00", "1000.00")
     assert expected_layers(b, LONGCHUAN, year=2026, hospital_level="county", higher_floor=False,
                            ytd=YearToDate()) is None
+
+
+# --- second pass over the seeds (issue 11): every rule below failed or was missing before ------------------
+
+YANCHENG = packs()["yancheng-2021"]
+
+
+def test_longchuan_own_payment_below_10_percent_is_strict_to_the_fen():
+    # Seed 001 附件2: "住院费用实际自付比例小于10%". 10% of 12,345.67 = 1,234.567: the largest own payment *below* it
+    # is 1,234.56 (met); 1,234.57 is above 1,234.567 (short 0.01).
+    met = bill("12345.67", "12345.67", basic="11111.11", own="1234.56")
+    over = bill("12345.67", "12345.67", basic="11111.10", own="1234.57")
+    assert floors(assess(met, LONGCHUAN, category="poor_not_exited", hospital_level="county", higher_floor=False))[
+        "own_payment_share"
+    ] == (True, D("0"))
+    assert floors(assess(over, LONGCHUAN, category="poor_not_exited", hospital_level="county", higher_floor=False))[
+        "own_payment_share"
+    ] == (False, D("0.01"))
+
+
+def test_longchuan_chain_never_leaves_a_bill_its_own_ceiling_fails():
+    # 50,000 total of which 30,000 in-policy at the county hospital (2018): basic 90% = 27,000; 3,000 left is below the
+    # 4,931 deductible; 90% target 27,000 met. Own 23,000: above the 9,862 income by 13,138 -> backstop 13,138, own
+    # 9,862. Then "小于10%" of 50,000: at most 4,999.99 -> backstop adds 9,862 - 4,999.99 = 4,862.01: 18,000.01.
+    b = bill("50000.00", "30000.00")
+    expected = expected_layers(b, LONGCHUAN, year=2018, hospital_level="county", higher_floor=False, ytd=YearToDate())
+    assert (expected["government_backstop"], expected["own_payment"]) == (D("18000.01"), D("4999.99"))
+    assert sum(expected.values()) == D("50000.00")
+    paid = bill("50000.00", "30000.00", basic="27000.00", backstop="18000.01", own="4999.99")
+    result = assess(paid, LONGCHUAN, category="poor_not_exited", hospital_level="county", higher_floor=False)
+    assert not result.below_floor, floors(result)
+
+
+@pytest.mark.parametrize(("higher", "required", "short"), [(True, "0.90", "50.00"), (False, "0.80", "0.00")])
+def test_longchuan_outpatient_90_percent_for_mental_illness_and_esrd_on_basic_insurance(higher, required, short):
+    # Seed 001 第2条: "门诊政策范围内医疗费用报销比例提高到80%（其中重性精神病和终末期肾病门诊报销比例达到90%）", a
+    # basic-insurance ratio (落实基本医保倾斜政策). In-policy 2,500: basic 2,200 = 88%. 90% needs 2,250: short 50.00;
+    # 80% needs 2,000: met. Critical-illness insurance's 100 (第3条, outpatient 70%) does not count towards it.
+    b = bill("3000.00", "2500.00", basic="2200.00", critical="100.00", own="700.00", kind="outpatient_special")
+    check = next(
+        c
+        for c in assess(b, LONGCHUAN, category="poor_not_exited", hospital_level=None, higher_floor=higher).floors
+        if c.code == "outpatient_special_ratio"
+    )
+    assert (check.required, check.actual, check.shortfall) == (D(required), D("0.8800"), D(short))
+
+
+@pytest.mark.parametrize(("grade", "ratio", "basic", "short"), [
+    ("secondary", "0.90", "36000.00", "6000.00"),  # 二级 at prefecture level: 90% of 40,000 = 36,000
+    ("tertiary", "0.75", "30000.00", "0.00"),  # 三级: 75% of 40,000 = 30,000
+    (None, "0.75", "30000.00", "0.00"),  # grade not entered yet: the level's ratio
+])
+def test_longchuan_ratio_follows_the_hospitals_grade(grade, ratio, basic, short):
+    # Seed 001 第2条: "县级及二级医疗机构报销比例90%、州市级三级医疗机构报销比例75%". The hospital recorded 30,000 of
+    # basic insurance on 40,000 in-policy: right at a tertiary hospital, 6,000.00 short at a secondary one.
+    b = bill("40000.00", "40000.00", basic="30000.00", own="10000.00")
+    expected = expected_layers(
+        b, LONGCHUAN, year=2018, hospital_level="municipal", hospital_grade=grade, higher_floor=False, ytd=YearToDate()
+    )
+    assert expected["basic_insurance"] == D(basic)
+    result = assess(
+        b, LONGCHUAN, category="poor_not_exited", hospital_level="municipal", hospital_grade=grade, higher_floor=False
+    )
+    check = next(c for c in result.floors if c.code == "basic_ratio_by_level")
+    assert (check.required, check.shortfall) == (D(ratio), D(short))
+
+
+def test_longchuan_critical_illness_yearly_cap_raised_by_half():
+    # Seed 001 第3条: "大病保险起付线降低50%、年度报销限额提高50%" (cap 300,000, see the pack's assumptions).
+    # Earlier this year: base 380,000 paid 70% x (50,000 - 4,931) + 80% x 330,000 = 31,548.30 + 264,000 = 295,548.30.
+    # This stay, municipal: basic 75% x 140,000 = 105,000; the slice [380,000, 415,000) would pay 80% = 28,000 but
+    # only 300,000 - 295,548.30 = 4,451.70 is left under the cap. Assistance: gap to 90% (126,000) is
+    # 126,000 - 109,451.70 = 16,548.30, under 75% of the 30,548.30 left: 16,548.30. Own 24,000 exceeds the 2018
+    # income 9,862 by 14,138 -> backstop 14,138, own 9,862 (below 10% of 150,000).
+    b = bill("150000.00", "140000.00")
+    ytd = YearToDate(critical_illness_base=D("380000.00"), critical_illness_paid=D("295548.30"))
+    expected = expected_layers(b, LONGCHUAN, year=2018, hospital_level="municipal", higher_floor=False, ytd=ytd)
+    assert (
+        expected["basic_insurance"],
+        expected["critical_illness_insurance"],
+        expected["medical_assistance"],
+        expected["government_backstop"],
+        expected["own_payment"],
+    ) == (D("105000.00"), D("4451.70"), D("16548.30"), D("14138.00"), D("9862.00"))
+    assert sum(expected.values()) == D("150000.00")
+
+
+def test_yancheng_severe_mental_illness_is_free_outpatient_and_inpatient():
+    # Seed 002 四(四): "严重精神障碍患者…门诊与住院免费救治": the 500.00 left to the patient is the shortfall.
+    stay = bill("8000.00", "7500.00", basic="6000.00", critical="500.00", assistance="1000.00", own="500.00")
+    result = assess(
+        stay, YANCHENG, category="subsistence", hospital_level="county", higher_floor=True,
+        disease_code="severe_mental_illness",
+    )
+    assert floors(result) == {"free_treatment": (False, D("500.00"))}
+    visit = bill("300.00", "300.00", basic="240.00", assistance="60.00", kind="outpatient_special")
+    result = assess(
+        visit, YANCHENG, category="subsistence", hospital_level=None, higher_floor=True,
+        disease_code="severe_mental_illness",
+    )
+    assert floors(result) == {"free_treatment": (True, D("0"))}
+    other = assess(stay, YANCHENG, category="subsistence", hospital_level="county", higher_floor=False,
+                   disease_code="lung_cancer")
+    assert other.floors == []  # the seed sets no figure for other diseases
+
+
+def test_qidong_second_assistance_counts_inpatient_own_payment_only():
+    # Seed 004 二(三): "因患重大疾病年度住院医疗费用自负1万元以上的给予40%的二次救助，封顶3万元". Own payment this year
+    # 25,000 of which 5,000 outpatient: second assistance is on the 20,000 inpatient part, 40% x (20,000 - 10,000)
+    # = 4,000.00 (the pack's reading of "1万元以上", marked assumed); the charity threshold counts the whole 25,000.
+    position = year_position(QIDONG, 2018, D("25000.00"), "subsistence", inpatient_own_to_date=D("20000.00"))
+    assert position.second_assistance_due == D("4000.00")
+    assert position.inpatient_own_to_date == D("20000.00")
+    assert position.charity_eligible is False  # 25,000 < 30,000 (低保户)
+
+
+def test_nanning_exit_past_the_support_period_loses_the_90_percent_floor_on_the_day_of_the_stay():
+    # Seed 003 二(四)10/11: a 2017-12-20 exit is in the 2-year support period on 2019-12-19 (90% floor) and outside
+    # it from 2019-12-20 (assistance floor only). Bill: in-policy 25,000, insurance 20,000, assistance 4,000 = 80% of
+    # the 5,000 left (met); reimbursed 24,000 of 25,000 = 96%: both met inside the period; outside only assistance.
+    from datetime import date
+
+    b = bill("30000.00", "25000.00", basic="18000.00", critical="2000.00", assistance="4000.00", own="6000.00")
+    inside = NANNING.category_on("poor_exited_supported", on=date(2019, 12, 19), category_since=date(2017, 12, 20))
+    outside = NANNING.category_on("poor_exited_supported", on=date(2019, 12, 20), category_since=date(2017, 12, 20))
+    assert set(floors(assess(b, NANNING, category=inside, hospital_level="county", higher_floor=False))) == {
+        "inpatient_actual_ratio",
+        "assistance_share",
+    }
+    assert floors(assess(b, NANNING, category=outside, hospital_level="county", higher_floor=False)) == {
+        "assistance_share": (True, D("0.00"))
+    }
+    lapsed = QIDONG.category_on("poor_exited_supported", on=date(2019, 12, 20), category_since=date(2017, 12, 20))
+    assert lapsed is None
+    assert assess(b, QIDONG, category=lapsed, hospital_level="county", higher_floor=False).floors == []
+
+
+def test_qidong_charity_counts_the_own_payment_left_after_second_assistance():
+    # Seed 004 二(四): "对城乡居民基本医疗保险、大病保险和医疗救助支付后，自付费用年度累计达到或超过3万元以上的低保户".
+    # Own payment 36,000 (all inpatient): second assistance 40% x 26,000 = 10,400 due. Before it is paid, 36,000 >=
+    # 30,000: charity. Once 10,400 is paid (medical assistance), 25,600 is left: below 30,000, no charity.
+    before = year_position(QIDONG, 2018, D("36000.00"), "subsistence", inpatient_own_to_date=D("36000.00"))
+    assert (before.second_assistance_due, before.charity_eligible) == (D("10400.00"), True)
+    after = year_position(
+        QIDONG,
+        2018,
+        D("36000.00"),
+        "subsistence",
+        inpatient_own_to_date=D("36000.00"),
+        assistance_paid={"medical_assistance": D("10400.00")},
+    )
+    assert (after.charity_eligible, after.own_after_assistance) == (False, D("25600.00"))
+    assert after.assistance_paid == {"medical_assistance": D("10400.00")}

@@ -44,9 +44,10 @@ def test_same_disease_same_icd10_across_packs():
     assert not inconsistent
 
 
-def test_longchuan_childhood_heart_disease_subtypes_have_their_own_codes():
+def test_longchuan_childhood_heart_disease_single_lesions_have_their_own_codes():
     pack = load_packs()["longchuan-2017"]
-    matching = [d.code for d in pack.diseases.values() if d.matches_icd10("Q21.3")]  # tetralogy of Fallot
+    # A single lesion names one disease; chd_complex takes any malformation but only with two or more lesions.
+    matching = [d.code for d in pack.diseases.values() if d.matches_icd10("Q21.3") and d.lesions_min is None]
     assert len(matching) == 1
     assert pack.diseases[matching[0]].age_max is not None
 
@@ -119,3 +120,64 @@ def test_float_money_refused(tmp_path, good_pack):
 def test_code_must_match_file_name(tmp_path, good_pack):
     with pytest.raises(PolicyPackError, match="code"):
         load_pack(_write(tmp_path, good_pack, name="other-2017"))
+
+
+def test_every_pack_marks_its_assumed_figures():
+    for pack in load_packs().values():
+        # No seed sets per-step limits or clinical stays: every pack says so.
+        assert pack.assumed("deadlines_days.screened"), pack.code
+        some_disease = next(iter(pack.diseases))
+        assert pack.assumed(f"diseases.{some_disease}.expected_stay_days"), pack.code
+        assert pack.assumed(f"diseases.{some_disease}.follow_up_interval_days"), pack.code
+    longchuan = load_packs()["longchuan-2017"]
+    # Seed 001 第5条 names the county's rural income without a figure: assumed; 第6条's 85% is quoted.
+    assert longchuan.assumed("money.rural_income_previous_year.2018")
+    assert longchuan.assumed("money.special_treatment_insurance_ratio") is None
+    assert load_packs()["qidong-2017"].assumed("money.second_assistance.ratio")
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda p: p["assumptions"].update({"money.no_such_figure": "a reason long enough"}), "no such field"),
+        (lambda p: p["assumptions"].update({"diseases.nosuch.age_max": "a reason long enough"}), "no such field"),
+        (lambda p: p["assumptions"].update({"deadlines_days": ""}), "assumptions"),
+    ],
+)
+def test_an_assumption_must_name_a_field_of_the_pack_and_give_a_reason(tmp_path, good_pack, mutate, message):
+    mutate(good_pack)
+    with pytest.raises(PolicyPackError, match=message):
+        load_pack(_write(tmp_path, good_pack))
+
+
+def test_categories_over_time_as_the_seeds_word_them():
+    packs = load_packs()
+    nanning, qidong, yancheng = packs["nanning-2019"], packs["qidong-2017"], packs["yancheng-2021"]
+    exit_day = date(2017, 12, 20)
+    # Seed 003 二(四)10: "不在2年继续扶持期内脱贫户" keep insurance and assistance, not the backstop.
+    assert nanning.category_on("poor_exited_supported", on=date(2019, 12, 19), category_since=exit_day) == (
+        "poor_exited_supported"
+    )
+    assert nanning.category_on("poor_exited_supported", on=date(2019, 12, 20), category_since=exit_day) == (
+        "poor_exited_unsupported"
+    )
+    # Seed 004 三(三): "脱贫后相关政策延续两年": afterwards Qidong no longer covers the exit.
+    assert qidong.covers("poor_exited_supported", on=date(2019, 12, 19), category_since=exit_day)
+    assert not qidong.covers("poor_exited_supported", on=date(2019, 12, 20), category_since=exit_day)
+    # Seed 002 二(一)/二(二): 建档立卡 until 集中认定 completes (date assumed and marked), then the low-income groups.
+    assert yancheng.covers("poor_exited_supported", on=date(2021, 12, 31))
+    assert not yancheng.covers("poor_exited_supported", on=date(2022, 1, 1))
+    assert yancheng.covers("subsistence", on=date(2022, 1, 1))
+    assert yancheng.assumed("category_periods.poor_exited_supported.until")
+    # Without the day the category began, a period in years cannot run out: the category stands.
+    assert qidong.covers("poor_exited_supported", on=date(2030, 1, 1))
+    assert not packs["longchuan-2017"].covers("subsistence", on=date(2018, 1, 1))
+
+
+def test_a_period_must_end_somehow_and_in_an_eligible_category(tmp_path, good_pack):
+    good_pack["category_periods"] = {"poor_exited_supported": {"then": "poor_not_exited"}}
+    with pytest.raises(PolicyPackError, match="category_periods"):
+        load_pack(_write(tmp_path, good_pack))
+    good_pack["category_periods"] = {"poor_exited_supported": {"years": 2, "then": "subsistence"}}
+    with pytest.raises(PolicyPackError, match="must be eligible"):
+        load_pack(_write(tmp_path, good_pack))
