@@ -77,6 +77,10 @@ def register_commands(app: Flask) -> None:
         click.echo("scheduler running; Ctrl-C stops it")
         scheduler.start()
 
+    from api.cli_data import register_data_commands
+
+    register_data_commands(app)
+
     @app.cli.command("serve")
     @click.option("--host", default=lambda: os.environ.get("CASEWORK_HOST", "127.0.0.1"))
     @click.option("--port", default=lambda: int(os.environ.get("CASEWORK_PORT", "5000")), type=int)

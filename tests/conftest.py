@@ -30,6 +30,7 @@ from casework.models import (
     LoginFailure,
     OrgUnit,
     Person,
+    PersonCategory,
     Settlement,
     User,
 )
@@ -97,6 +98,7 @@ def _wipe_cases(engine: Engine) -> None:
             CaseHolder,
             CaseEvent,
             Case,
+            PersonCategory,
             Person,
             User,
         ):
