@@ -61,9 +61,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     for blueprint in (auth.bp, cases.bp, persons.bp, reference.bp, alerts.bp, settlements.bp):
         api.register_blueprint(blueprint)
-    from api import imports
+    from api import imports, ledger
 
     api.register_blueprint(imports.bp)
+    api.register_blueprint(ledger.bp)
     app.register_blueprint(health_bp)
     app.before_request(_require_json_body)
     app.before_request(auth.authenticate_request)

@@ -64,3 +64,39 @@ def register_data_commands(app: Flask) -> None:
         click.echo(f"逐行结果：{target}")
         if report.invalid and not skip_invalid:
             sys.exit(1)
+
+    @app.cli.group("ledger")
+    def ledger_group() -> None:
+        """The ledger (台账)."""
+
+    @ledger_group.command("export")
+    @click.option("--county", default=None, help="county code (default: every county)")
+    @click.option("--format", "kind", type=click.Choice(["xlsx", "csv"]), default="xlsx")
+    @click.option("--output", "-o", default=None, help="file to write (default 台账_<county>_<date>.<format>)")
+    @click.option("--masked", is_flag=True, help="mask ID numbers (the command otherwise shows them, logged)")
+    def ledger_export_command(county: str | None, kind: str, output: str | None, masked: bool) -> None:
+        """Write the ledger: one row per case; .xlsx adds the per-county totals, CSV writes them beside."""
+        from dataclasses import replace
+
+        from casework.db import utcnow
+        from casework.services.ledger import ledger_scope, log_export, write_ledger, write_totals_csv
+
+        session = db.session()
+        actor = Actor.system()
+        try:
+            scope = ledger_scope(session, actor, county)
+        except CaseworkError as exc:
+            raise _fail(exc) from None
+        if masked:
+            scope = replace(scope, full_ids=False)
+        now = utcnow()
+        target = Path(output or f"台账_{county or 'all'}_{now:%Y%m%d}.{kind}")
+        logged = log_export(session, actor, scope)
+        progress = Progress(None, "导出台账")
+        count = write_ledger(session, scope, target, kind, now, progress=progress.update)
+        progress.finish()
+        click.echo(f"{count} 个病例 → {target}" + (f"（完整身份证号已记录访问日志 {logged} 人）" if logged else ""))
+        if kind == "csv":
+            totals = target.with_name(f"{target.stem}_分县汇总.csv")
+            write_totals_csv(session, scope, totals, now)
+            click.echo(f"分县汇总 → {totals}")
