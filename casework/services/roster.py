@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import bindparam, insert, literal, select, update
 from sqlalchemy.orm import Session
@@ -371,7 +371,11 @@ def _apply(
         report.flagged_cases += flag_open_cases(session, [change["pid"] for change in changes])
 
 
-def write_report(source: Path, report: RosterReport, target: Path) -> None:
+class HasOutcomes(Protocol):
+    def outcome(self, row: int) -> tuple[str, str]: ...
+
+
+def write_report(source: Path, report: HasOutcomes, target: Path) -> None:
     """The user's own file back, with 结果 and 错误 columns, in the same format (CSV in its own
     encoding, so Excel on the same machine opens it)."""
     table = open_table(source)

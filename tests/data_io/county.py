@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 
+from casework.id_number import parse_id_number
 from casework.models import Case
 from casework.services.cases import fire, screen
 from casework.services.follow_ups import record_visit
@@ -41,6 +42,8 @@ class CountyBuilder:
     def case(self, disease: str = OESOPHAGEAL, name: str = "岩温", category: str = "poor_not_exited") -> Case:
         self.count += 1
         person = new_person(self.session, name=name, category=category, born=date(1960 + self.count, 3, 14))
+        person.sex = parse_id_number(person.id_number).sex  # the shared fixture says "M" for everyone
+        self.session.commit()
         return screen(
             self.session,
             self.coordinator,
