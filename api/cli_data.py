@@ -93,6 +93,26 @@ def register_data_commands(app: Flask) -> None:
         if report.invalid and not skip_invalid:
             sys.exit(1)
 
+    @import_group.command("discharges")
+    @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+    @click.option("--dry-run", is_flag=True, help="match and report, propose nothing")
+    @click.option("--report", "report_to", default=None, help="where to write the file with 结果/错误 columns")
+    def import_discharges_command(file: Path, dry_run: bool, report_to: str | None) -> None:
+        """Discharge or settlement records: propose screened cases for eligible people (registry_match)."""
+        from casework.services.discharges import describe, import_discharges
+        from casework.services.roster import write_report
+
+        progress = Progress(count_rows(file), "比对出院记录")
+        try:
+            report = import_discharges(db.session(), file, dry_run=dry_run, progress=progress.update)
+        except CaseworkError as exc:
+            raise _fail(exc) from None
+        progress.finish()
+        target = _report_path(file, report_to)
+        write_report(file, report, target)
+        click.echo(describe(report))
+        click.echo(f"逐行结果：{target}")
+
     @app.cli.group("ledger")
     def ledger_group() -> None:
         """The ledger (台账)."""

@@ -48,6 +48,18 @@ def record_category(session: Session, person: Person, category: str, since: date
     covers the person are flagged. Runs in the caller's transaction.
     """
     now = utcnow()
+    if session.scalar(select(PersonCategory.id).where(PersonCategory.person_id == person.id).limit(1)) is None:
+        # A person registered without a history entry: what they were registered as comes first.
+        session.add(
+            PersonCategory(
+                person_id=person.id,
+                category=person.category,
+                since=person.category_since,
+                source="registration",
+                recorded_at=now,
+            )
+        )
+        session.flush()
     statement = (
         insert_ignoring_conflicts(session, PersonCategory)
         .values(person_id=person.id, category=category, since=since, source=source, recorded_at=now)
