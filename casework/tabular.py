@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -168,11 +169,13 @@ class SheetWriter:
                     self._sheet.write_datetime(self._row, column, value, self._date)
                 elif isinstance(value, str):
                     self._sheet.write_string(self._row, column, value)  # ID numbers stay text
+                elif isinstance(value, Decimal):
+                    self._sheet.write_number(self._row, column, float(value))
                 else:
                     self._sheet.write(self._row, column, value)
             self._row += 1
         else:
-            self._csv.writerow(["" if v is None else (v.isoformat() if isinstance(v, date) else v) for v in row])
+            self._csv.writerow(row)  # None is written empty, dates as ISO, Decimals exact
 
     def close(self) -> None:
         if self.kind == XLSX:
