@@ -8,6 +8,7 @@ to disk as written) or csv. Nothing here holds a whole file in memory.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import io
 import os
@@ -98,6 +99,8 @@ def open_table(path: Path) -> Table:
 
 def cell_text(value: Any) -> str:
     """A cell as text: Excel gives numbers for codes typed without a leading apostrophe."""
+    if type(value) is str:  # the common case first: CSV cells are all text
+        return value.strip()
     if value is None:
         return ""
     if isinstance(value, float) and value.is_integer():
@@ -111,6 +114,9 @@ def cell_text(value: Any) -> str:
 
 def parse_day(value: Any) -> date:
     """A date as registries write it: an Excel date, 2024-03-01, 2024/3/1, 20240301, 2024年3月1日."""
+    if type(value) is str and len(value) == 10 and value[4] == "-":
+        with contextlib.suppress(ValueError):
+            return date.fromisoformat(value)
     if isinstance(value, datetime):
         return value.date()
     if isinstance(value, date):
