@@ -54,6 +54,12 @@ CATEGORY_CODES = ["poor_not_exited", "poor_newly_identified", "poor_exited_suppo
 
 
 def peak_rss_mb() -> float:
+    """This process's own high-water mark (VmHWM): getrusage's ru_maxrss survives exec, so a child
+    spawned from a big parent would report the parent's peak."""
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
