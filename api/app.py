@@ -61,6 +61,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     for blueprint in (auth.bp, cases.bp, persons.bp, reference.bp, alerts.bp, settlements.bp, assistance.bp):
         api.register_blueprint(blueprint)
+    from api import imports, ledger
+
+    api.register_blueprint(imports.bp)
+    api.register_blueprint(ledger.bp)
     app.register_blueprint(health_bp)
     app.before_request(_require_json_body)
     app.before_request(auth.authenticate_request)
@@ -73,6 +77,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
 
 def _require_json_body():
+    if request.mimetype == "multipart/form-data" and request.path.startswith("/api/v1/imports/"):
+        return None  # file uploads
     if request.method in ("POST", "PUT", "PATCH") and request.content_length and not request.is_json:
         return problem(415, "Unsupported Media Type", "send the body as application/json")
     return None

@@ -13,6 +13,7 @@ from flask.cli import FlaskGroup
 from sqlalchemy.orm import sessionmaker
 
 from api.app import create_app
+from api.cli_data import register_data_commands
 from api.extensions import db
 from casework.actor import Actor
 from casework.errors import CaseworkError
@@ -85,6 +86,9 @@ def scheduler_command(once: bool, interval: int | None) -> None:
     )
     click.echo("scheduler running; Ctrl-C stops it")
     scheduler.start()
+
+register_data_commands(casework)
+
 
 @casework.command("serve")
 @click.option("--host", default=lambda: os.environ.get("CASEWORK_HOST", "127.0.0.1"))

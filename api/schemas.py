@@ -59,6 +59,9 @@ class CaseSchema(Schema):
     entered_state_at = fields.AwareDateTime(metadata={"description": "when the current step happened"})
     due_at = fields.AwareDateTime(allow_none=True, metadata={"description": "when the current step becomes overdue"})
     overdue = fields.Boolean()
+    eligibility_lost_on = fields.Date(
+        allow_none=True, metadata={"description": "the day the person stopped being eligible while the case was open"}
+    )
     allowed_events = fields.List(fields.String(), metadata={"description": "what you may fire now"})
 
 

@@ -129,6 +129,24 @@ class Person(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class PersonCategory(Base):
+    """Eligibility history: the person's category from a date on, as a registry said it. Never
+    overwritten; ``Person.category`` mirrors the newest entry."""
+
+    __tablename__ = "person_categories"
+    __table_args__ = (
+        UniqueConstraint("person_id", "since", "category"),
+        CheckConstraint(_in("category", CATEGORIES), name="category"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("persons.id"))
+    category: Mapped[str] = mapped_column(String(30))
+    since: Mapped[date] = mapped_column(Date)
+    source: Mapped[str] = mapped_column(String(40))  # "roster:<file name>", "api", "import"
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 _open = _in("state", OPEN_STATES)
 DUE_OPEN_INDEX = "ix_cases_due_open"
 
@@ -188,6 +206,9 @@ class Case(Base):
     screened_at: Mapped[datetime] = mapped_column(UTCDateTime)
     entered_state_at: Mapped[datetime] = mapped_column(UTCDateTime)
     due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The day the person stopped being eligible under the case's policy while the case was open:
+    # the case keeps its screening category and goes on, flagged for the coordinator to decide.
+    eligibility_lost_on: Mapped[date | None] = mapped_column(Date)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

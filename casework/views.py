@@ -70,5 +70,6 @@ def case_view(case: Case, actor: Actor, now: datetime, full_id: bool = False) ->
         "entered_state_at": case.entered_state_at,
         "due_at": case.due_at,
         "overdue": case.due_at is not None and case.due_at < now,
+        "eligibility_lost_on": case.eligibility_lost_on,
         "allowed_events": allowed_events(case, actor),
     }

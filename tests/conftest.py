@@ -32,6 +32,7 @@ from casework.models import (
     LoginFailure,
     OrgUnit,
     Person,
+    PersonCategory,
     Settlement,
     User,
 )
@@ -101,6 +102,7 @@ def _wipe_cases(engine: Engine) -> None:
             CaseHolder,
             CaseEvent,
             Case,
+            PersonCategory,
             Person,
             User,
         ):

@@ -318,6 +318,7 @@ def clear_hospital(case: Any, data: Mapping[str, Any], from_state: str) -> None:
 @dataclass(frozen=True)
 class EventRule:
     name: str
+    label: str  # Chinese, shown on the console's buttons and in import reports
     sources: tuple[str, ...]
     dest: str
     roles: Mapping[str, Relation]
@@ -336,6 +337,7 @@ RULES: dict[str, EventRule] = {
     for rule in (
         EventRule(
             "confirm",
+            "确诊",
             (SCREENED,),
             CONFIRMED,
             COORDINATOR,
@@ -345,6 +347,7 @@ RULES: dict[str, EventRule] = {
         ),
         EventRule(
             "exclude",
+            "排除",
             (SCREENED, CONFIRMED),
             EXCLUDED,
             COORDINATOR,
@@ -353,6 +356,7 @@ RULES: dict[str, EventRule] = {
         ),
         EventRule(
             "assign",
+            "分配定点医院",
             (CONFIRMED,),
             ASSIGNED,
             COORDINATOR,
@@ -362,6 +366,7 @@ RULES: dict[str, EventRule] = {
         ),
         EventRule(
             "admit",
+            "入院",
             (ASSIGNED,),
             IN_TREATMENT,
             {"hospital": Relation.ASSIGNED_HOSPITAL},
@@ -371,6 +376,7 @@ RULES: dict[str, EventRule] = {
         ),
         EventRule(
             "discharge",
+            "出院",
             (IN_TREATMENT,),
             TREATED,
             {"hospital": Relation.ASSIGNED_HOSPITAL},
@@ -380,6 +386,7 @@ RULES: dict[str, EventRule] = {
         ),
         EventRule(
             "start_follow_up",
+            "开始随访",
             (TREATED,),
             FOLLOW_UP,
             {"hospital": Relation.ASSIGNED_HOSPITAL, "county_coordinator": Relation.ANY},
@@ -387,6 +394,7 @@ RULES: dict[str, EventRule] = {
         ),
         EventRule(
             "close",
+            "结案",
             (TREATED, FOLLOW_UP),
             CLOSED,
             COORDINATOR,
@@ -395,6 +403,7 @@ RULES: dict[str, EventRule] = {
         ),
         EventRule(
             "refer",
+            "转诊",
             REFERRAL_ORIGINS,
             REFERRED,
             {"hospital": Relation.ASSIGNED_HOSPITAL, "county_coordinator": Relation.ANY},
@@ -404,6 +413,7 @@ RULES: dict[str, EventRule] = {
         ),
         EventRule(
             "escalate",
+            "上转省级专家组",
             (REFERRED,),
             REFERRED,
             HOLDING_EXPERT,
@@ -413,6 +423,7 @@ RULES: dict[str, EventRule] = {
         ),
         EventRule(
             "accept_referral",
+            "接收转诊",
             (REFERRED,),
             ASSIGNED,
             HOLDING_EXPERT,
@@ -422,6 +433,7 @@ RULES: dict[str, EventRule] = {
         ),
         EventRule(
             "consult",
+            "远程会诊",
             (REFERRED,),
             RETURN_TO_ORIGIN,
             HOLDING_EXPERT,
@@ -430,6 +442,7 @@ RULES: dict[str, EventRule] = {
         ),
         EventRule(
             "decline_referral",
+            "不予接收",
             (REFERRED,),
             RETURN_TO_ORIGIN,
             HOLDING_EXPERT,
@@ -439,6 +452,7 @@ RULES: dict[str, EventRule] = {
         ),
         EventRule(
             "withdraw",
+            "退出",
             OPEN_STATES,
             WITHDRAWN,
             COORDINATOR,
@@ -448,6 +462,7 @@ RULES: dict[str, EventRule] = {
         ),
         EventRule(
             "record_death",
+            "死亡",
             OPEN_STATES,
             DECEASED,
             {"county_coordinator": Relation.ANY, "hospital": Relation.ASSIGNED_HOSPITAL},
@@ -458,6 +473,7 @@ RULES: dict[str, EventRule] = {
         ),
         EventRule(
             "reopen",
+            "复发重启",
             (CLOSED,),
             CONFIRMED,
             COORDINATOR,

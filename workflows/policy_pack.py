@@ -30,6 +30,18 @@ CATEGORIES = (
     "marginal",
     "hardship",
 )
+# The categories as people write them on forms and rosters.
+CATEGORY_LABELS = {
+    "poor_not_exited": "建档立卡未脱贫",
+    "poor_newly_identified": "建档立卡新识别",
+    "poor_exited_2014_2015": "2014/2015年已脱贫",
+    "poor_exited_supported": "脱贫继续扶持期内",
+    "poor_exited_unsupported": "脱贫不在继续扶持期内",
+    "subsistence": "低保对象",
+    "extreme_poverty": "特困人员",
+    "marginal": "低保边缘",
+    "hardship": "支出型困难",
+}
 DEADLINE_KEYS = (
     "screened",
     "confirmed",

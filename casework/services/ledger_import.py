@@ -1,0 +1,555 @@
+"""Ledger migration (``casework import cases``): a county's existing big-illness ledger, one row
+per case with the dates of its steps, rebuilt case by case THROUGH the state machine.
+
+Each row becomes the events a clerk would have fired — screen, confirm, assign, admit, discharge,
+start follow-up, refer/escalate, close/exclude/withdraw/death — each with the row's date as its
+``occurred_at`` (midnight, China time), recorded by ``import``. Every event's data goes through its
+schema and its guards, so a row the rules forbid (discharged but never admitted, a hospital not
+designated for the disease, dates out of order) is refused with the reason, in Chinese. The columns
+are the ledger export's own (:data:`casework.services.ledger.COLUMNS`), so an exported ledger
+imports back as it was. A case already present (same person, disease and screening day) is left
+alone: re-importing a file changes nothing.
+
+What one ledger row cannot say is not invented: a referral that has ended (accepted, consulted or
+declined) or a reopened case needs its history, and such rows are refused with that reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+from marshmallow import ValidationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from transitions import MachineError
+
+from casework.actor import Actor
+from casework.db import SQLITE_IMMEDIATE, insert_ignoring_conflicts, utcnow
+from casework.errors import ValidationFailed
+from casework.id_number import InvalidIdNumber, parse_id_number
+from casework.models import Case, CaseEvent, CaseHolder, FollowUpVisit, Person, PersonCategory, Settlement
+from casework.references import DatabaseReferences, region_chain
+from casework.services.eligibility import eligible
+from casework.services.ledger import CHINA, COLUMNS, ENDING_EVENTS, OUTCOME_LABELS, SOURCE_LABELS
+from casework.services.roster import Villages, id_number_error, parse_category
+from casework.tabular import UnreadableFile, cell_text, map_header, open_table, parse_day
+from workflows import case_machine as machine
+from workflows.deadlines import due_at
+from workflows.money import LAYERS
+from workflows.policy_pack import PolicyPack, pack_for
+
+IMPORT_ACTOR = Actor(None, "import", "admin", "", "system")
+PLACEHOLDER = "台账导入"  # texts the ledger does not carry (plans, summaries): said so, not invented
+
+HEADERS: dict[str, tuple[str, ...]] = {key: (header, key) for key, header in COLUMNS}
+HEADERS["village_code"] = ("村/社区代码", "村代码", "village_code")
+HEADERS["village"] = ("村/社区", "村（社区）", "村", "village")
+HEADERS["id_number"] = ("身份证号", "身份证号码", "id_number")
+LABEL = dict(COLUMNS)
+REQUIRED = ("id_number", "name", "category", "disease_code", "state", "screened_on")
+
+_STATES = {label: state for state, label in machine.STATE_LABELS.items()} | {s: s for s in machine.STATE_LABELS}
+_SOURCES = {label: code for code, label in SOURCE_LABELS.items()} | {c: c for c in SOURCE_LABELS}
+_OUTCOMES = {label: code for code, label in OUTCOME_LABELS.items()} | {c: c for c in OUTCOME_LABELS}
+_FIELD_COLUMN = {
+    "diagnosis_code": "diagnosis_code",
+    "diagnosed_by": "diagnosed_by",
+    "diagnosed_at": "confirmed_on",
+    "hospital_id": "hospital_code",
+    "admitted_at": "admitted_on",
+    "discharged_at": "discharged_on",
+    "died_at": "ended_on",
+    "expert_group_id": "referral_path",
+}
+_GUARD_MESSAGES = (
+    ("is not designated", "不是该病种在本政策下的定点医院"),
+    ("no such hospital", "没有这家医院"),
+    ("no such expert group", "没有这个专家组"),
+    ("lies in the future", "晚于今天"),
+    ("lies before the case was screened", "早于筛查日期"),
+    ("top of the referral ladder", "已在转诊的最高一级"),
+    ("expert group of the case's region", "不是病例所在地区这一级的专家组"),
+)
+MONEY_KEYS = ("total", "in_policy", *LAYERS, "own_payment", "shortfall")
+
+IMPORTED, PRESENT, INVALID, NOT_IMPORTED = b"IPEX"
+OUTCOME_TEXT = {IMPORTED: "已导入", PRESENT: "已存在，未改动", INVALID: "错误", NOT_IMPORTED: "未导入（文件有错误行）"}
+
+
+class RowRefused(Exception):
+    def __init__(self, column: str, message: str) -> None:
+        super().__init__(f"{LABEL.get(column, column)}：{message}")
+
+
+@dataclass
+class CaseImportReport:
+    rows: int = 0
+    imported: int = 0
+    present: int = 0
+    invalid: int = 0
+    persons_created: int = 0
+    committed: bool = False
+    dry_run: bool = False
+    outcomes: dict[int, int] = field(default_factory=dict)
+    errors: dict[int, str] = field(default_factory=dict)
+
+    def totals(self) -> dict[str, Any]:
+        return {
+            "rows": self.rows,
+            "imported": self.imported,
+            "present": self.present,
+            "invalid": self.invalid,
+            "persons_created": self.persons_created,
+            "committed": self.committed,
+            "dry_run": self.dry_run,
+        }
+
+    def outcome(self, row: int) -> tuple[str, str]:
+        code = self.outcomes.get(row)
+        return (OUTCOME_TEXT[code], self.errors.get(row, "")) if code else ("", "")
+
+
+def describe(report: CaseImportReport) -> str:
+    state = "（试运行，未写入）" if report.dry_run else ("" if report.committed else "（未导入）")
+    return (
+        f"共 {report.rows} 行：导入 {report.imported}（新登记人员 {report.persons_created}），"
+        f"已存在 {report.present}，错误 {report.invalid}{state}"
+    )
+
+
+def start_of(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=CHINA)
+
+
+def import_cases(
+    session: Session,
+    path: Path,
+    *,
+    county: str | None = None,
+    dry_run: bool = False,
+    skip_invalid: bool = False,
+    progress: Callable[[int], None] | None = None,
+    now: datetime | None = None,
+) -> CaseImportReport:
+    """Import a ledger file; one transaction, each row in a savepoint (see the module docstring)."""
+    now = now or utcnow()
+    try:
+        table = open_table(path)
+    except UnreadableFile as exc:
+        raise ValidationFailed.field("file", str(exc)) from None
+    columns = map_header(table.header, HEADERS)
+    missing = [LABEL[key] for key in REQUIRED if key not in columns]
+    if "village_code" not in columns and "village" not in columns:
+        missing.append("村/社区代码")
+    if missing:
+        raise ValidationFailed.field("file", f"缺少列：{'、'.join(missing)}")
+    report = CaseImportReport(dry_run=dry_run)
+    villages = Villages(session, county)
+    importer = _RowImporter(session, now)
+    if session.in_transaction():
+        session.commit()
+    session.connection(execution_options={SQLITE_IMMEDIATE: True})
+    try:
+        for row_number, cells in table.rows():
+            report.rows += 1
+            values = {key: (cells[index] if index < len(cells) else None) for key, index in columns.items()}
+            savepoint = session.begin_nested()
+            try:
+                created, person_new = importer.row(values, villages)
+                savepoint.commit()
+            except RowRefused as exc:
+                savepoint.rollback()
+                report.invalid += 1
+                report.outcomes[row_number] = INVALID
+                report.errors[row_number] = str(exc)
+                continue
+            if created:
+                report.imported += 1
+                report.persons_created += person_new
+                report.outcomes[row_number] = IMPORTED
+            else:
+                report.present += 1
+                report.outcomes[row_number] = PRESENT
+            if progress is not None and report.rows % 100 == 0:
+                progress(report.rows)
+        if progress is not None:
+            progress(report.rows)
+        if dry_run or (report.invalid and not skip_invalid):
+            session.rollback()
+            if not dry_run:
+                for row_number, code in report.outcomes.items():
+                    if code == IMPORTED:
+                        report.outcomes[row_number] = NOT_IMPORTED
+                report.imported = report.persons_created = 0
+        else:
+            session.commit()
+            report.committed = True
+    except BaseException:
+        session.rollback()
+        raise
+    return report
+
+
+class _RowImporter:
+    def __init__(self, session: Session, now: datetime) -> None:
+        self.session = session
+        self.now = now
+        self.refs = DatabaseReferences(session)
+        self.regions: dict[str, dict[str, str]] = {}
+
+    def _regions(self, village: str) -> dict[str, str]:
+        if village not in self.regions:
+            self.regions[village] = {unit.kind: unit.code for unit in region_chain(self.session, village)}
+        return self.regions[village]
+
+    def row(self, values: dict[str, Any], villages: Villages) -> tuple[bool, int]:
+        """Import one row; True when a case was created (False: it was there already)."""
+        text = {key: cell_text(value) for key, value in values.items()}
+        try:
+            resident = parse_id_number(text["id_number"], self.now.date())
+        except InvalidIdNumber as exc:
+            raise RowRefused("id_number", id_number_error(exc)) from None
+        if not text.get("name"):
+            raise RowRefused("name", "不能为空")
+        try:
+            village = villages.resolve(values.get("village_code") or values.get("village"))
+        except ValueError as exc:
+            raise RowRefused("village_code", str(exc)) from None
+        try:
+            category = parse_category(values["category"])
+        except ValueError as exc:
+            raise RowRefused("category", str(exc)) from None
+        state = _STATES.get(text["state"])
+        if state is None:
+            raise RowRefused("state", f"未知状态“{text['state']}”")
+        days = {key: self._day(values, key) for key in _DATE_KEYS}
+        screened_on = days["screened_on"]
+        if screened_on is None:
+            raise RowRefused("screened_on", "不能为空")
+        regions = self._regions(village)
+        pack = pack_for([regions.get(k, "") for k in ("county", "city", "province")], screened_on)
+        if pack is None:
+            raise RowRefused("screened_on", f"{screened_on} 本县没有施行中的政策")
+        if text.get("policy") and text["policy"] != pack.code:
+            raise RowRefused("policy", f"筛查日期施行的政策是 {pack.code}，不是 {text['policy']}")
+        disease_code = text["disease_code"]
+        disease = pack.disease(disease_code)
+        if disease is None:
+            raise RowRefused("disease_code", f"{pack.code} 的病种目录中没有“{disease_code}”")
+        if not eligible(pack, category, screened_on):
+            raise RowRefused("category", f"该类别在 {pack.code} 下不属于救治对象")
+        if disease.age_max is not None and _age(resident.birth_date, screened_on) > disease.age_max:
+            raise RowRefused("disease_code", f"{disease.name_zh} 只覆盖 {disease.age_max} 岁以下")
+
+        person, person_new = self._person(resident, text["name"], village, category, screened_on)
+        if self._present(person.id, disease_code, screened_on):
+            return False, 0
+        case = Case(
+            person_id=person.id,
+            disease_code=disease_code,
+            policy_code=pack.code,
+            category=category,
+            state=machine.SCREENED,
+            version=1,
+            village_code=village,
+            township_code=regions["township"],
+            county_code=regions["county"],
+            city_code=regions["city"],
+            province_code=regions["province"],
+            source=_SOURCES.get(text.get("source") or "", "other"),
+            note=PLACEHOLDER,
+            screened_at=start_of(screened_on),
+            entered_state_at=start_of(screened_on),
+            due_at=due_at(machine.SCREENED, start_of(screened_on), pack, disease_code),
+            eligibility_lost_on=days["eligibility_lost_on"],
+            created_at=self.now,
+            updated_at=self.now,
+        )
+        self.session.add(case)
+        self.session.flush()
+        self._event(case, machine.SCREEN_EVENT, None, start_of(screened_on), {"disease_code": disease_code}, None)
+        for event, on, data, reason in self._steps(text, days, state):
+            self._fire(case, pack, event, on, data, reason)
+        if case.state != state:
+            shown = machine.STATE_LABELS[case.state]
+            raise RowRefused("state", f"按各步骤日期病例应处于“{shown}”，与填写的“{text['state']}”不符")
+        self._money(case, pack, values, days)
+        self._visit(case, pack, days)
+        try:
+            self.session.flush()
+        except Exception as exc:  # a second open case for this person and disease
+            raise RowRefused("disease_code", "此人已有该病种的在办病例") from exc
+        return True, int(person_new)
+
+    def _day(self, values: dict[str, Any], key: str) -> date | None:
+        value = values.get(key)
+        if value in (None, ""):
+            return None
+        try:
+            day = parse_day(value)
+        except ValueError as exc:
+            raise RowRefused(key, str(exc)) from None
+        if day > self.now.astimezone(CHINA).date():
+            raise RowRefused(key, "晚于今天")
+        return day
+
+    def _person(self, resident, name: str, village: str, category: str, since: date) -> tuple[Person, bool]:
+        person = self.session.scalar(select(Person).where(Person.id_number == resident.number))
+        if person is not None:
+            return person, False
+        person = Person(
+            id_number=resident.number,
+            name=name,
+            sex=resident.sex,
+            birth_date=resident.birth_date,
+            village_code=village,
+            category=category,
+            category_since=since,
+            created_at=self.now,
+        )
+        self.session.add(person)
+        self.session.flush()
+        self.session.add(
+            PersonCategory(person_id=person.id, category=category, since=since, source="import", recorded_at=self.now)
+        )
+        return person, True
+
+    def _present(self, person_id: int, disease_code: str, screened_on: date) -> bool:
+        start = start_of(screened_on)
+        return (
+            self.session.scalar(
+                select(Case.id)
+                .where(
+                    Case.person_id == person_id,
+                    Case.disease_code == disease_code,
+                    Case.screened_at >= start,
+                    Case.screened_at < start + timedelta(days=1),
+                )
+                .limit(1)
+            )
+            is not None
+        )
+
+    def _steps(self, text: dict[str, str], days: dict[str, date | None], state: str) -> list[tuple]:
+        """The events the row's dates stand for, in workflow order, checked to be in date order."""
+        path = [p.strip() for p in (text.get("referral_path") or "").split("→") if p.strip()]
+        if any(p in ("接收", "会诊", "不予接收") for p in path):
+            raise RowRefused("referral_path", "已结束的转诊无法仅凭台账一行重建，请在系统中补录其过程")
+        steps: list[tuple[str, str, date, dict[str, Any], str | None]] = []
+        if days["confirmed_on"]:
+            data = {
+                "diagnosis_code": text.get("diagnosis_code") or "",
+                "diagnosed_by": text.get("diagnosed_by") or "",
+                "diagnosed_at": start_of(days["confirmed_on"]).isoformat(),
+            }
+            steps.append(("confirmed_on", "confirm", days["confirmed_on"], data, None))
+        if days["assigned_on"]:
+            data = {"hospital_id": text.get("hospital_code") or "", "plan": PLACEHOLDER}
+            steps.append(("assigned_on", "assign", days["assigned_on"], data, None))
+        if days["admitted_on"]:
+            data = {"admitted_at": start_of(days["admitted_on"]).isoformat()}
+            steps.append(("admitted_on", "admit", days["admitted_on"], data, None))
+        if days["discharged_on"]:
+            outcome = _OUTCOMES.get(text.get("outcome") or "", "other")
+            data = {"discharged_at": start_of(days["discharged_on"]).isoformat(), "outcome": outcome}
+            steps.append(("discharged_on", "discharge", days["discharged_on"], data, None))
+        if days["follow_up_on"]:
+            steps.append(("follow_up_on", "start_follow_up", days["follow_up_on"], {}, None))
+        if path:
+            if not days["referred_on"]:
+                raise RowRefused("referred_on", "有转诊路径时不能为空")
+            summary = {"summary": PLACEHOLDER}
+            steps.append(("referred_on", "refer", days["referred_on"], {"expert_group_id": path[0], **summary}, None))
+            for group in path[1:]:
+                steps.append(
+                    ("referred_on", "escalate", days["referred_on"], {"expert_group_id": group, **summary}, None)
+                )
+        if state in ENDING_EVENTS.values():
+            ended = days["ended_on"]
+            if ended is None:
+                raise RowRefused("ended_on", f"状态为“{text['state']}”时不能为空")
+            event = next(name for name, dest in ENDING_EVENTS.items() if dest == state)
+            data = {"died_at": start_of(ended).isoformat()} if event == "record_death" else {}
+            reason = text.get("end_reason") or (None if event == "record_death" else PLACEHOLDER)
+            steps.append(("ended_on", event, ended, data, reason))
+        for (earlier_key, _, earlier, _, _), (key, _, later, _, _) in pairwise(steps):
+            if later < earlier:
+                raise RowRefused(key, f"{later} 早于{LABEL[earlier_key]} {earlier}（日期顺序不对）")
+        return [(event, on, data, reason) for _, event, on, data, reason in steps]
+
+    def _fire(self, case: Case, pack: PolicyPack, event: str, on: date, data: dict[str, Any], reason: str | None):
+        rule = machine.RULES[event]
+        column = _STEP_COLUMN[event]
+        try:
+            loaded = rule.data_schema().load(data)
+        except ValidationError as exc:
+            name = next(iter(exc.messages_dict))
+            raise RowRefused(_FIELD_COLUMN.get(name, column), f"无效（{_first(exc.messages_dict[name])}）") from None
+        at = start_of(on)
+        ctx = machine.EventContext(case, IMPORT_ACTOR, loaded, pack, self.refs, self.now)
+        holders = {case.hospital_code, case.referral_group_code}
+        try:
+            from_state = machine.trigger(case, event, loaded, ctx)
+        except MachineError:
+            shown = machine.STATE_LABELS[case.state]
+            raise RowRefused(column, f"病例处于“{shown}”时不能{rule.label}（缺少前面步骤的日期？）") from None
+        except machine.GuardFailed as exc:
+            if exc.field == "event":
+                shown = machine.STATE_LABELS[case.state]
+                raise RowRefused(column, f"病例处于“{shown}”时不能{rule.label}（缺少前面步骤的日期？）") from None
+            message = next((zh for key, zh in _GUARD_MESSAGES if key in exc.message), exc.message)
+            raise RowRefused(_FIELD_COLUMN.get(exc.field, column), message) from None
+        case.version += 1
+        case.entered_state_at = at
+        case.due_at = due_at(case.state, at, pack, case.disease_code, loaded.get("interval_days"))
+        self._event(case, event, from_state, at, rule.data_schema().dump(loaded), reason)
+        for holder in {case.hospital_code, case.referral_group_code} - holders:
+            if holder:
+                statement = insert_ignoring_conflicts(self.session, CaseHolder).values(
+                    case_id=case.id, org_unit_code=holder
+                )
+                self.session.execute(statement.on_conflict_do_nothing())
+
+    def _event(self, case: Case, event: str, from_state: str | None, at: datetime, data: dict, reason: str | None):
+        self.session.add(
+            CaseEvent(
+                case_id=case.id,
+                seq=case.version,
+                event=event,
+                from_state=from_state,
+                to_state=case.state,
+                actor_id=None,
+                actor_username=IMPORT_ACTOR.username,
+                org_unit_code=None,
+                at=self.now,
+                occurred_at=at,
+                data=data,
+                reason=reason,
+            )
+        )
+
+    def _money(self, case: Case, pack: PolicyPack, values: dict[str, Any], days: dict[str, date | None]) -> None:
+        amounts = {}
+        for key in MONEY_KEYS:
+            try:
+                amounts[key] = _amount(values.get(key))
+            except (InvalidOperation, ValueError):
+                raise RowRefused(key, f"“{cell_text(values.get(key))}”不是金额") from None
+        if not any(amounts.values()):
+            return
+        if case.hospital_code is None:
+            raise RowRefused("hospital_code", "有费用却没有定点医院")
+        discharged = days["discharged_on"] or days["ended_on"]
+        if discharged is None:
+            raise RowRefused("discharged_on", "有费用却没有出院日期")
+        reimbursed = sum((amounts[layer] for layer in LAYERS), Decimal("0"))
+        if reimbursed + amounts["own_payment"] != amounts["total"]:
+            raise RowRefused("total", f"各项报销 {reimbursed} 加个人自付 {amounts['own_payment']} 不等于总费用")
+        if amounts["in_policy"] > amounts["total"]:
+            raise RowRefused("in_policy", "超过总费用")
+        self.session.add(
+            Settlement(
+                case_id=case.id,
+                person_id=case.person_id,
+                hospital_code=case.hospital_code,
+                kind="inpatient",
+                admitted_at=start_of(days["admitted_on"]) if days["admitted_on"] else None,
+                discharged_at=start_of(discharged),
+                year=discharged.year,
+                referral_compliant=True,
+                special_treatment=False,
+                ratio_on_total=_ratio(reimbursed, amounts["total"]),
+                ratio_on_in_policy=_ratio(reimbursed, amounts["in_policy"]),
+                below_floor=amounts["shortfall"] > 0,  # the old ledger's own judgement, kept as it was
+                recorded_by=IMPORT_ACTOR.username,
+                recorded_at=self.now,
+                **amounts,
+            )
+        )
+        if case.state == machine.TREATED:
+            case.due_at = None  # the bill is in: nothing is due in this step any more
+
+    def _visit(self, case: Case, pack: PolicyPack, days: dict[str, date | None]) -> None:
+        visited = days["last_visit_on"]
+        if visited is None:
+            return
+        if days["follow_up_on"] is None or visited < days["follow_up_on"]:
+            raise RowRefused("last_visit_on", "随访开始之前不能有随访")
+        disease = pack.disease(case.disease_code)
+        next_day = days["next_visit_on"]
+        next_due = (
+            start_of(next_day) if next_day else start_of(visited) + timedelta(days=disease.follow_up_interval_days)
+        )
+        if next_due <= start_of(visited):
+            raise RowRefused("next_visit_on", "应晚于末次随访日期")
+        self.session.add(
+            FollowUpVisit(
+                case_id=case.id,
+                visited_at=start_of(visited),
+                visitor=IMPORT_ACTOR.username,
+                org_unit_code=None,
+                findings=PLACEHOLDER,
+                next_due_at=next_due,
+                recorded_at=self.now,
+            )
+        )
+        if case.state == machine.FOLLOW_UP:
+            case.due_at = next_due + timedelta(days=pack.deadlines_days["follow_up_grace"])
+
+
+_DATE_KEYS = (
+    "screened_on",
+    "confirmed_on",
+    "assigned_on",
+    "admitted_on",
+    "discharged_on",
+    "referred_on",
+    "follow_up_on",
+    "last_visit_on",
+    "next_visit_on",
+    "ended_on",
+    "eligibility_lost_on",
+)
+_STEP_COLUMN = {
+    "confirm": "confirmed_on",
+    "assign": "assigned_on",
+    "admit": "admitted_on",
+    "discharge": "discharged_on",
+    "start_follow_up": "follow_up_on",
+    "refer": "referred_on",
+    "escalate": "referral_path",
+    "close": "ended_on",
+    "exclude": "ended_on",
+    "withdraw": "ended_on",
+    "record_death": "ended_on",
+}
+
+
+def _first(messages: Any) -> str:
+    return str(messages[0]) if isinstance(messages, list) and messages else str(messages)
+
+
+def _amount(value: Any) -> Decimal:
+    text = cell_text(value).replace(",", "")
+    if not text:
+        return Decimal("0.00")
+    amount = Decimal(text).quantize(Decimal("0.01"), ROUND_HALF_UP)
+    if amount < 0:
+        raise ValueError("negative")
+    return amount
+
+
+def _ratio(numerator: Decimal, denominator: Decimal) -> Decimal | None:
+    if denominator <= 0:
+        return None
+    return (numerator / denominator).quantize(Decimal("0.0001"), ROUND_HALF_UP)
+
+
+def _age(born: date, on: date) -> int:
+    return on.year - born.year - ((on.month, on.day) < (born.month, born.day))
