@@ -67,19 +67,25 @@ def record_category(session: Session, person: Person, category: str, since: date
 
 def category_on(session: Session, person_id: int, day: date) -> str | None:
     """The person's category on ``day`` (the newest entry from that day or before), or None."""
-    category = session.scalar(
-        select(PersonCategory.category)
+    entry = category_entry_on(session, person_id, day)
+    return entry[0] if entry else None
+
+
+def category_entry_on(session: Session, person_id: int, day: date) -> tuple[str, date] | None:
+    """The category the person had on ``day`` and since when they had it, or None."""
+    entry = session.execute(
+        select(PersonCategory.category, PersonCategory.since)
         .where(PersonCategory.person_id == person_id, PersonCategory.since <= day)
         .order_by(PersonCategory.since.desc(), PersonCategory.id.desc())
         .limit(1)
-    )
-    if category is not None:
-        return category
+    ).first()
+    if entry is not None:
+        return entry[0], entry[1]
     # A person registered before the history existed, with no entry yet: the registration holds.
     person = session.get(Person, person_id)
     has_history = session.scalar(select(PersonCategory.id).where(PersonCategory.person_id == person_id).limit(1))
     if person is not None and has_history is None and person.category_since <= day:
-        return person.category
+        return person.category, person.category_since
     return None
 
 

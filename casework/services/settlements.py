@@ -14,10 +14,11 @@ from sqlalchemy.orm import Session
 from casework.actor import Actor
 from casework.db import raw, utcnow, write_transaction
 from casework.errors import Conflict, Forbidden, ValidationFailed
-from casework.models import Case, CaseEvent, Hospital, Person, Settlement
+from casework.models import Case, CaseEvent, Hospital, Settlement
 from casework.services.alerts import resolve_for_case
 from casework.services.assistance import paid_in_year, raise_if_due
 from casework.services.cases import get_case, lock_case
+from casework.services.eligibility import category_entry_on
 from workflows.case_machine import TREATED
 from workflows.money import LAYERS, Assessment, Bill, YearPosition, YearToDate, assess, bill_errors, expected_layers
 from workflows.money import year_position as position_for_year
@@ -55,13 +56,10 @@ class _Context:
     category: str | None  # None: the pack no longer covers the person on the day of the stay
 
 
-def _category_for_stay(session: Session, case: Case, day: date) -> str:
-    """The person's eligibility category on the day of the stay.
-
-    Eligibility history plugs in here (the category on that date, from the person's category history);
-    until it does, the category the case was screened with.
-    """
-    return case.category
+def _category_for_stay(session: Session, case: Case, day: date) -> tuple[str, date | None]:
+    """The person's eligibility category on the day of the stay, and since when (the category
+    history); a stay before any recorded category falls back on the one the case was screened with."""
+    return category_entry_on(session, case.person_id, day) or (case.category, None)
 
 
 def _context(session: Session, case: Case, hospital_code: str, day: date) -> _Context:
@@ -69,12 +67,9 @@ def _context(session: Session, case: Case, hospital_code: str, day: date) -> _Co
     level, grade = session.execute(
         select(Hospital.level, Hospital.grade).where(Hospital.code == hospital_code)
     ).one()
-    category = _category_for_stay(session, case, day)
-    person_category, since = session.execute(
-        select(Person.category, Person.category_since).where(Person.id == case.person_id)
-    ).one()
-    # What the category counts as on the day of the stay: a support period may have run out since screening.
-    effective = pack.category_on(category, on=day, category_since=since if person_category == category else None)
+    category, since = _category_for_stay(session, case, day)
+    # What the category counts as on the day of the stay: a support period may have run out since then.
+    effective = pack.category_on(category, on=day, category_since=since)
     return _Context(pack, level, grade, pack.disease(case.disease_code).higher_floor, effective)
 
 
