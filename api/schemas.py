@@ -114,7 +114,8 @@ class EventRequestSchema(Schema):
 class CaseEventSchema(Schema):
     seq = fields.Integer()
     event = fields.String(validate=validate.OneOf([SCREEN_EVENT, *RULES]))
-    from_state = fields.String(allow_none=True, validate=validate.OneOf(list(STATE_LABELS)))
+    # No enum here: a nullable enum comes out of client generators as three types for one field.
+    from_state = fields.String(allow_none=True, metadata={"description": "one of to_state's values; null at screening"})
     to_state = fields.String(validate=validate.OneOf(list(STATE_LABELS)))
     actor = fields.String(attribute="actor_username")
     org_unit = fields.String(attribute="org_unit_code", allow_none=True)
