@@ -186,7 +186,9 @@ class ContractPlugin(BasePlugin):
             for status in [s for s in responses if not isinstance(s, str)]:
                 responses[str(status)] = responses.pop(status)  # flask-smorest keys some by int
             if key not in PUBLIC:
-                responses.setdefault("401", _response("no valid bearer token", {"WWW-Authenticate": WWW_AUTHENTICATE}))
+                responses.setdefault("401", _response("no valid bearer token"))
+            if "401" in responses:  # the login's wrong-password answer carries it too
+                self._own(responses, "401").setdefault("headers", {})["WWW-Authenticate"] = WWW_AUTHENTICATE
             if method in ("post", "put", "patch") and "requestBody" in operation:
                 responses.setdefault("415", _response("the body is not application/json"))
                 responses.setdefault("422", _response("invalid fields: `errors` names each with its messages"))
