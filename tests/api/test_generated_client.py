@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import importlib
 import itertools
-import shutil
 import subprocess
 import sys
 import urllib.request
 from collections.abc import Iterator
 from datetime import date, timedelta
-from pathlib import Path
 from types import ModuleType, SimpleNamespace
 
 import pytest
@@ -42,16 +40,6 @@ def served(db_url, tmp_path_factory) -> Iterator[Server]:
     server.stop()
 
 
-def _generator() -> list[str]:
-    script = Path(sys.executable).with_name("openapi-python-client")
-    if script.exists():
-        return [str(script)]
-    found = shutil.which("openapi-python-client")
-    if found is None:
-        pytest.skip("the openapi-python-client command is not installed")
-    return [found]
-
-
 @pytest.fixture(scope="module")
 def generated(served, tmp_path_factory) -> ModuleType:
     """The client package, generated from what the server serves at /api/v1/openapi.json."""
@@ -62,7 +50,7 @@ def generated(served, tmp_path_factory) -> ModuleType:
     package = f"casework_client_{served.port}"
     arguments = ["--path", "openapi.json", "--output-path", package, "--meta", "none", "--config", "generator.yaml"]
     run = subprocess.run(
-        [*_generator(), "generate", *arguments],
+        [sys.executable, "-m", "openapi_python_client", "generate", *arguments],
         cwd=work,
         capture_output=True,
         text=True,
