@@ -8,12 +8,15 @@ from marshmallow import Schema, fields, validate
 
 from api.auth import current_actor
 from api.cases import decode_cursor, encode_cursor
+from api.contract import CURSOR
 from api.extensions import db
 from api.idempotency import idempotent
+from api.problems import MAX_ID
 from casework.models import ALERT_STATUSES
 from casework.services.alerts import acknowledge, list_alerts
 from casework.services.follow_ups import list_visits, record_visit
 from casework.services.queries import MAX_LIMIT
+from workflows.deadlines import OVERDUE_RULES
 
 bp = Blueprint("alerts", __name__, url_prefix="/api/v1", description="Overdue alerts and follow-up visits")
 
@@ -21,12 +24,7 @@ bp = Blueprint("alerts", __name__, url_prefix="/api/v1", description="Overdue al
 class AlertSchema(Schema):
     id = fields.Integer()
     case_id = fields.Integer()
-    rule = fields.String(
-        metadata={
-            "description": "not_confirmed, not_assigned, not_admitted, stay_exceeded, "
-            "settlement_missing, referral_waiting, follow_up_missed"
-        }
-    )
+    rule = fields.String(validate=validate.OneOf(sorted(set(OVERDUE_RULES.values()))))
     due_at = fields.AwareDateTime()
     raised_at = fields.AwareDateTime()
     level = fields.Integer(metadata={"description": "escalation climbs so far (0 = not escalated)"})
@@ -44,16 +42,23 @@ class AlertListSchema(Schema):
 
 class AlertQuerySchema(Schema):
     status = fields.String(validate=validate.OneOf(ALERT_STATUSES))
-    case_id = fields.Integer()
+    case_id = fields.Integer(validate=validate.Range(1, MAX_ID))
     limit = fields.Integer(load_default=50, validate=validate.Range(1, MAX_LIMIT))
-    cursor = fields.String()
+    cursor = fields.String(
+        validate=validate.Regexp(CURSOR),
+        metadata={"description": "a next_cursor from the previous page, as given (another is 422)"},
+    )
 
 
 class NewVisitSchema(Schema):
-    visited_at = fields.AwareDateTime(required=True)
+    visited_at = fields.AwareDateTime(
+        required=True, metadata={"description": "not in the future, not before the case was screened"}
+    )
     findings = fields.String(required=True, validate=validate.Length(min=1, max=4000))
     next_due_at = fields.AwareDateTime(
-        load_default=None, allow_none=True, metadata={"description": "defaults to the follow-up interval"}
+        load_default=None,
+        allow_none=True,
+        metadata={"description": "after visited_at; defaults to the follow-up interval"},
     )
 
 

@@ -10,6 +10,7 @@ import flask_swagger_ui
 from flask import Flask, request, send_from_directory
 
 from api import config
+from api.contract import ContractPlugin
 from api.extensions import db, migrate
 from api.problems import ProblemApi, problem, register_error_handlers
 from casework.db import configure_engine
@@ -48,6 +49,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     api = ProblemApi(
         app,
         spec_kwargs={
+            "extra_plugins": [ContractPlugin()],
             "info": {"description": "大病专项救治 case workflow. Errors are application/problem+json (RFC 9457)."},
             "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
             "security": [{"bearer": []}],

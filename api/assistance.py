@@ -32,13 +32,6 @@ _IF_MATCH = {
     "schema": {"type": "string"},
     "description": 'the ETag of the application you acted on, like "2"',
 }
-_IDEMPOTENCY_KEY = {
-    "in": "header",
-    "name": "Idempotency-Key",
-    "required": False,
-    "schema": {"type": "string"},
-    "description": "retry-safe key: the same key and body replay the first answer",
-}
 
 
 class ApplicationSchema(Schema):
@@ -130,7 +123,6 @@ class CaseAssistance(MethodView):
     @bp.response(201, ApplicationSchema)
     @bp.alt_response(403, description="only the county coordinator of the case's county raises applications")
     @bp.alt_response(409, description="the person already has this kind of application for the year")
-    @bp.doc(parameters=[_IDEMPOTENCY_KEY])
     @idempotent
     def post(self, body, case_id):
         """Raise an application (the year position also raises them when the aid is due)."""
@@ -161,7 +153,7 @@ class AssistanceEvents(MethodView):
     @bp.alt_response(409, description="not allowed from the current state (see allowed_events)")
     @bp.alt_response(412, description="If-Match is stale: reload the application")
     @bp.alt_response(428, description="If-Match is missing")
-    @bp.doc(parameters=[_IF_MATCH, _IDEMPOTENCY_KEY])
+    @bp.doc(parameters=[_IF_MATCH])
     @idempotent
     def post(self, body, application_id):
         """A review step: village_approve, town_approve, approve, refuse, pay, …"""

@@ -7,6 +7,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
+from api.contract import ORG_UNIT_CODE
 from api.extensions import db
 from api.problems import problem
 from casework.actor import Actor
@@ -58,16 +59,26 @@ class TokenSchema(Schema):
 
 
 class NewUserSchema(Schema):
-    username = fields.String(required=True, validate=validate.Length(min=1, max=80))
+    username = fields.String(
+        required=True, validate=[validate.Length(min=1, max=80), validate.Regexp(r"^\s*\S", error="must not be blank")]
+    )
     password = fields.String(required=True, load_only=True, validate=validate.Length(min=10, max=1024))
     role = fields.String(required=True, validate=validate.OneOf(ROLES))
-    org_unit = fields.String(load_default=None, allow_none=True, metadata={"description": "org unit code"})
+    org_unit = fields.String(
+        load_default=None,
+        allow_none=True,
+        validate=validate.Regexp(ORG_UNIT_CODE),
+        metadata={
+            "description": "org unit code: a region for supervisors, coordinators and village doctors, a hospital "
+            "for hospitals, an expert group for experts; none for admins (an unknown or mismatched one is 422)"
+        },
+    )
 
 
 class UserSchema(Schema):
     id = fields.Integer()
     username = fields.String()
-    role = fields.String()
+    role = fields.String(validate=validate.OneOf(ROLES))
     org_unit = fields.String(attribute="org_unit_code", allow_none=True)
 
 

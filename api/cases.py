@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from datetime import datetime
 
 from flask import request
@@ -60,6 +61,9 @@ def _case_response(case: Case, status: int = 200, read_logged: bool = False):
     return body, status, headers
 
 
+IF_MATCH = re.compile(r'(?:W/)?"?([0-9]{1,18})"?')
+
+
 def encode_cursor(before_id: int) -> str:
     return base64.urlsafe_b64encode(json.dumps({"before": before_id}).encode()).decode().rstrip("=")
 
@@ -96,8 +100,9 @@ def _expected_version():
     header = request.headers.get("If-Match")
     if header is None:
         return None, problem(428, "Precondition Required", "send If-Match with the case's ETag", "if-match-required")
-    value = header.strip().removeprefix("W/").strip('"')
-    if not value.isdigit():
+    # ASCII digits only: str.isdigit() also passes "²", which int() then refuses (a 500).
+    match = IF_MATCH.fullmatch(header.strip())
+    if match is None:
         return None, problem(
             422,
             "Unprocessable Content",
@@ -105,7 +110,7 @@ def _expected_version():
             "validation",
             errors={"If-Match": ['must be an ETag like "3"']},
         )
-    return int(value), None
+    return int(match.group(1)), None
 
 
 @bp.route("/cases")
@@ -167,7 +172,7 @@ class CaseEvents(MethodView):
                 "in": "header",
                 "name": "If-Match",
                 "required": True,
-                "schema": {"type": "string"},
+                "schema": {"type": "string", "pattern": r'^(W/)?"[0-9]{1,18}"$'},
                 "description": 'the ETag of the case you acted on, like "3"',
             },
             {

@@ -7,11 +7,20 @@ from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 from sqlalchemy import select
 
+from api.contract import DISEASE_CODE, ORG_UNIT_CODE, POLICY_CODE, REGION_CODE
 from api.extensions import db
 from casework.errors import NotFound
-from casework.models import HOSPITAL_LEVELS, ExpertGroup, Hospital, HospitalDesignation, OrgUnit
+from casework.models import (
+    EXPERT_LEVELS,
+    HOSPITAL_LEVELS,
+    ORG_KINDS,
+    ExpertGroup,
+    Hospital,
+    HospitalDesignation,
+    OrgUnit,
+)
 from casework.scope import org_subtree
-from workflows.policy_pack import PolicyPack, packs
+from workflows.policy_pack import HOSPITAL_GRADES, PolicyPack, packs
 
 bp = Blueprint("reference", __name__, url_prefix="/api/v1", description="Policies, org units, hospitals, groups")
 
@@ -27,6 +36,13 @@ class DiseaseEntrySchema(Schema):
     higher_floor = fields.Boolean()
 
 
+class _DictValues(fields.List):
+    """A list of the values of a dict attribute (the pack's catalogue is keyed by disease code)."""
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        return super()._serialize(list(value.values()) if isinstance(value, dict) else value, attr, obj, **kwargs)
+
+
 class PolicySchema(Schema):
     code = fields.String()
     name = fields.String()
@@ -40,7 +56,8 @@ class PolicySchema(Schema):
     referral_ladder = fields.List(fields.String())
     deadlines_days = fields.Dict(keys=fields.String(), values=fields.Integer())
     icd10_source = fields.String()
-    diseases = fields.Method("_diseases", metadata={"type": "array"})
+    # An array of DiseaseEntry: a bare "array" without items made generated clients drop the schema.
+    diseases = _DictValues(fields.Nested(DiseaseEntrySchema))
     money = fields.Dict()
     category_periods = fields.Method(
         "_periods",
@@ -64,9 +81,6 @@ class PolicySchema(Schema):
             for category, p in pack.category_periods.items()
         }
 
-    def _diseases(self, pack: PolicyPack) -> list[dict]:
-        return DiseaseEntrySchema(many=True).dump(pack.diseases.values())
-
 
 class PolicySummarySchema(Schema):
     code = fields.String()
@@ -80,35 +94,45 @@ class PolicySummarySchema(Schema):
 class OrgUnitSchema(Schema):
     code = fields.String()
     name = fields.String()
-    kind = fields.String()
+    kind = fields.String(validate=validate.OneOf(ORG_KINDS))
     parent = fields.String(attribute="parent_code", allow_none=True)
 
 
 class OrgUnitQuerySchema(Schema):
-    parent = fields.String(metadata={"description": "children of this org unit; the roots without it"})
+    parent = fields.String(
+        validate=validate.Regexp(ORG_UNIT_CODE),
+        metadata={"description": "children of this org unit; the roots without it"},
+    )
 
 
 class HospitalSchema(Schema):
     code = fields.String()
     name = fields.String()
-    level = fields.String()
+    level = fields.String(validate=validate.OneOf(HOSPITAL_LEVELS))
     grade = fields.String(
-        allow_none=True, metadata={"description": "医院等级 primary 一级, secondary 二级, tertiary 三级; null: unknown"}
+        allow_none=True,
+        validate=validate.OneOf(HOSPITAL_GRADES),
+        metadata={"description": "医院等级 primary 一级, secondary 二级, tertiary 三级; null: unknown"},
     )
     region = fields.String(attribute="region_code")
 
 
 class HospitalQuerySchema(Schema):
-    region = fields.String(metadata={"description": "hospitals in this region or below"})
+    region = fields.String(
+        validate=validate.Regexp(REGION_CODE), metadata={"description": "hospitals in this region or below"}
+    )
     level = fields.String(validate=validate.OneOf(HOSPITAL_LEVELS))
-    policy = fields.String()
-    disease = fields.String(metadata={"description": "only hospitals designated for it (with policy)"})
+    policy = fields.String(validate=validate.Regexp(POLICY_CODE), metadata={"description": "policy pack code"})
+    disease = fields.String(
+        validate=validate.Regexp(DISEASE_CODE),
+        metadata={"description": "only hospitals designated for it (with policy)"},
+    )
 
 
 class ExpertGroupSchema(Schema):
     code = fields.String()
     name = fields.String()
-    level = fields.String()
+    level = fields.String(validate=validate.OneOf(EXPERT_LEVELS))
     region = fields.String(attribute="region_code")
 
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
+from api.contract import CURSOR, DISEASE_CODE, HOSPITAL_CODE, ID_NUMBER, REGION_CODE, VILLAGE_CODE
 from api.problems import MAX_ID
 from casework.models import CATEGORIES
 from casework.services.queries import MAX_LIMIT
-from workflows.case_machine import RULES, STATE_LABELS
+from workflows.case_machine import RULES, SCREEN_EVENT, STATE_LABELS
 
 
 class OrgRefSchema(Schema):
@@ -72,24 +73,38 @@ class CaseListSchema(Schema):
 
 class CaseQuerySchema(Schema):
     state = fields.String(validate=validate.OneOf(list(STATE_LABELS)))
-    region = fields.String(metadata={"description": "org unit code: province, city, county, township or village"})
-    hospital = fields.String()
-    disease = fields.String()
+    region = fields.String(
+        validate=validate.Regexp(REGION_CODE),
+        metadata={"description": "org unit code: province, city, county, township or village (an unknown one is 422)"},
+    )
+    hospital = fields.String(validate=validate.Regexp(HOSPITAL_CODE), metadata={"description": "hospital code"})
+    disease = fields.String(validate=validate.Regexp(DISEASE_CODE), metadata={"description": "disease code"})
     overdue = fields.Boolean()
     limit = fields.Integer(load_default=50, validate=validate.Range(1, MAX_LIMIT))
-    cursor = fields.String()
+    cursor = fields.String(
+        validate=validate.Regexp(CURSOR),
+        metadata={"description": "a next_cursor from the previous page, as given (another is 422)"},
+    )
 
 
 class NewCaseSchema(Schema):
-    person_id = fields.Integer(required=True, validate=validate.Range(1, MAX_ID))
-    disease_code = fields.String(required=True, validate=validate.Length(min=1, max=60))
+    person_id = fields.Integer(
+        required=True,
+        validate=validate.Range(1, MAX_ID),
+        metadata={"description": "a person in your area whose category the policy accepts (otherwise 422)"},
+    )
+    disease_code = fields.String(
+        required=True,
+        validate=[validate.Length(min=1, max=60), validate.Regexp(DISEASE_CODE)],
+        metadata={"description": "in the catalogue of the policy in force for the person's county (otherwise 422)"},
+    )
     source = fields.String(
         required=True,
         validate=validate.OneOf(
             ("health_check", "family_doctor_visit", "hospital_diagnosis", "registry_match", "other")
         ),
     )
-    screened_at = fields.AwareDateTime(required=True)
+    screened_at = fields.AwareDateTime(required=True, metadata={"description": "with offset; not in the future"})
     note = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=4000))
 
 
@@ -101,9 +116,10 @@ class EventRequestSchema(Schema):
 
 class CaseEventSchema(Schema):
     seq = fields.Integer()
-    event = fields.String()
-    from_state = fields.String(allow_none=True)
-    to_state = fields.String()
+    event = fields.String(validate=validate.OneOf([SCREEN_EVENT, *RULES]))
+    # No enum here: a nullable enum comes out of client generators as three types for one field.
+    from_state = fields.String(allow_none=True, metadata={"description": "one of to_state's values; null at screening"})
+    to_state = fields.String(validate=validate.OneOf(list(STATE_LABELS)))
     actor = fields.String(attribute="actor_username")
     org_unit = fields.String(attribute="org_unit_code", allow_none=True)
     at = fields.AwareDateTime(metadata={"description": "when it was recorded"})
@@ -122,8 +138,24 @@ class ReferralQueueQuerySchema(Schema):
 
 
 class NewPersonSchema(Schema):
-    id_number = fields.String(required=True, metadata={"description": "18-character resident ID (GB 11643)"})
-    name = fields.String(required=True, validate=validate.Length(min=1, max=100))
-    village_code = fields.String(required=True)
+    id_number = fields.String(
+        required=True,
+        metadata={
+            "description": "18-character resident ID (GB 11643): the pattern states its shape; the check "
+            "character (ISO 7064 MOD 11-2), the calendar date and a birth date not in the future are checked "
+            "by the server (422 naming id_number)",
+            "pattern": ID_NUMBER,
+            "minLength": 18,
+            "maxLength": 18,
+        },
+    )
+    name = fields.String(
+        required=True, validate=[validate.Length(min=1, max=100), validate.Regexp(r"^\s*\S", error="must not be blank")]
+    )
+    village_code = fields.String(
+        required=True,
+        validate=validate.Regexp(VILLAGE_CODE),
+        metadata={"description": "12-digit code of a village in your area (otherwise 422)"},
+    )
     category = fields.String(required=True, validate=validate.OneOf(CATEGORIES))
-    category_since = fields.Date(required=True)
+    category_since = fields.Date(required=True, metadata={"description": "not in the future"})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal, InvalidOperation
 
 from flask.views import MethodView
@@ -9,6 +10,7 @@ from flask_smorest import Blueprint
 from marshmallow import Schema, ValidationError, fields, validate
 
 from api.auth import current_actor
+from api.contract import MONEY
 from api.extensions import db
 from api.idempotency import idempotent
 from casework.services.settlements import SettlementView, list_settlements, record_settlement
@@ -27,22 +29,23 @@ class Money(fields.Field):
     def _deserialize(self, value, attr, data, **kwargs):
         if not isinstance(value, str):
             raise ValidationError('give yuan as a decimal string, like "1234.50"')
-        try:
-            amount = Decimal(value)
-        except InvalidOperation:
-            raise ValidationError("not a decimal amount") from None
-        if not amount.is_finite():
-            raise ValidationError("not a decimal amount")
-        if amount < 0:
-            raise ValidationError("must not be negative")
-        if amount != amount.quantize(Decimal("0.01")):
-            raise ValidationError("has more than two decimals")
-        return amount
+        # The document's pattern, checked as stated: Decimal alone also took "1e5", " 7", "-0" and
+        # amounts beyond the column's 12 digits (a database error on PostgreSQL).
+        if not _MONEY.match(value):
+            try:
+                amount = Decimal(value)
+            except InvalidOperation:
+                raise ValidationError("not a decimal amount") from None
+            if amount.is_finite() and amount < 0:
+                raise ValidationError("must not be negative")
+            raise ValidationError('yuan as digits with at most two decimals, like "1234.50" (at most 12 digits)')
+        return Decimal(value)
 
     def __init__(self, **kwargs):
-        super().__init__(
-            metadata={"type": "string", "pattern": r"^\d+(\.\d{1,2})?$", **kwargs.pop("metadata", {})}, **kwargs
-        )
+        super().__init__(metadata={"type": "string", "pattern": MONEY, **kwargs.pop("metadata", {})}, **kwargs)
+
+
+_MONEY = re.compile(MONEY)
 
 
 class Ratio(fields.Field):
@@ -111,7 +114,7 @@ class SettlementSchema(Schema):
     id = fields.Integer()
     case_id = fields.Integer()
     hospital = fields.String()
-    kind = fields.String()
+    kind = fields.String(validate=validate.OneOf(KINDS))
     admitted_at = fields.AwareDateTime(allow_none=True)
     discharged_at = fields.AwareDateTime()
     referral_compliant = fields.Boolean()
@@ -124,7 +127,7 @@ class SettlementSchema(Schema):
     )
     discrepancies = fields.Dict(
         keys=fields.String(),
-        values=Money(),
+        values=Money(metadata={"pattern": r"^-?[0-9]{1,12}\.[0-9]{2}$"}),
         allow_none=True,
         metadata={"description": "recorded - expected, for layers that differ"},
     )
