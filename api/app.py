@@ -69,6 +69,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     def docs_assets(filename: str):
         return send_from_directory(SWAGGER_UI_DIST, filename)
 
+    from console import init_console
+
+    init_console(app)
+
     from api.cli import register_commands
 
     register_commands(app)
@@ -76,6 +80,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
 
 def _require_json_body():
+    # Only the JSON API: the console at / posts HTML forms.
+    if not request.path.startswith("/api/"):
+        return None
     if request.method in ("POST", "PUT", "PATCH") and request.content_length and not request.is_json:
         return problem(415, "Unsupported Media Type", "send the body as application/json")
     return None

@@ -30,11 +30,12 @@ def register_commands(app: Flask) -> None:
 
     @app.cli.command("demo")
     @click.option("--password", default=None, help="password for the demo logins")
-    def demo(password: str | None) -> None:
-        """Load the demo region of every seed policy; safe to run twice."""
+    @click.option("--no-cases", is_flag=True, help="only the region and logins, without the demo cases")
+    def demo(password: str | None, no_cases: bool) -> None:
+        """Load the demo region of every seed policy, with ~40 living cases each; safe to run twice."""
         from casework.services.demo import DEMO_PASSWORD, load_demo
 
-        summary = load_demo(db.session(), password=password or DEMO_PASSWORD)
+        summary = load_demo(db.session(), password=password or DEMO_PASSWORD, with_cases=not no_cases)
         added = ", ".join(f"{count} {what}" for what, count in summary.created.items())
         click.echo(f"demo region loaded ({added} added)")
         click.echo(f"logins (password: {password or DEMO_PASSWORD}):")
