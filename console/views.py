@@ -7,12 +7,14 @@ page by id, so a reload never repeats the change.
 from __future__ import annotations
 
 import hmac
+import logging
 import secrets
 from datetime import date, datetime
 from typing import Any
 from urllib.parse import urlencode
 
 from flask import Blueprint, flash, g, redirect, render_template, request, session, url_for
+from sqlalchemy.exc import InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException
 
 from api.extensions import db
@@ -50,6 +52,7 @@ bp = Blueprint(
     "console", __name__, template_folder="templates", static_folder="static", static_url_path="/console-static"
 )
 
+log = logging.getLogger("casework.console")
 PUBLIC_ENDPOINTS = ("console.login", "console.static")
 PAGE_SIZE = 50
 
@@ -165,6 +168,17 @@ def http_error(error: HTTPException):
     if error.code == 404:
         return not_found(NotFound(""))
     return _page("error.html", error.code or 500, title=error.name, message=error.description)
+
+
+@bp.errorhandler(Exception)
+def unexpected(error: Exception):
+    if isinstance(error, OperationalError | InterfaceError):
+        log.warning("database error: %s", type(error).__name__)  # no parameters: they may carry names
+        return _page(
+            "error.html", 503, title="暂时无法访问", message="数据库暂时不可用，请稍后重试；您的更改没有保存。"
+        )
+    log.exception("unhandled error in the console")
+    return _page("error.html", 500, title="出错了", message="服务器无法处理此请求，请稍后重试。")
 
 
 # --- login ---------------------------------------------------------------------------------------
@@ -573,7 +587,7 @@ def alerts():
         "alerts.html",
         alerts=page,
         names=names,
-        status=status,
+        alert_status=status,
         next_link=next_link,
         rule_labels=ALERT_RULE_LABELS,
         status_labels=ALERT_STATUS_LABELS,
