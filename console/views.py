@@ -46,7 +46,7 @@ from console.forms import CHINA, action_forms, event_data, local_to_iso, money
 from console.messages import field_errors, in_chinese
 from workflows.case_machine import OPEN_STATES, RULES, STATE_LABELS, TERMINAL_STATES
 from workflows.money import LAYERS
-from workflows.policy_pack import CATEGORIES
+from workflows.policy_pack import CATEGORIES, packs
 
 bp = Blueprint(
     "console", __name__, template_folder="templates", static_folder="static", static_url_path="/console-static"
@@ -319,6 +319,7 @@ def _case_context(case_id: int, now: datetime) -> dict[str, Any]:
         "event_labels": {name: rule.label for name, rule in RULES.items()} | {"screen": "筛查发现"},
         "person": _person_rows(view["person"]),
         "rule_labels": ALERT_RULE_LABELS,
+        "policy_name": packs()[view["policy"]].name,
     }
 
 
