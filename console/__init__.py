@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import os
 import secrets
-from datetime import timedelta
 from pathlib import Path
 
 from flask import Flask
+
+from casework.services.auth import TOKEN_LIFETIME
 
 
 def _secret_key(instance_path: str) -> str:
@@ -35,10 +36,11 @@ def _secret_key(instance_path: str) -> str:
 def init_console(app: Flask) -> None:
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = _secret_key(app.instance_path)
-    app.config.setdefault("SESSION_COOKIE_NAME", "casework_console")
-    app.config.setdefault("SESSION_COOKIE_HTTPONLY", True)
-    app.config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
-    app.config.setdefault("PERMANENT_SESSION_LIFETIME", timedelta(hours=12))  # the token's own lifetime
+    # Flask's defaults already hold these keys (SameSite unset): assign, do not setdefault.
+    app.config["SESSION_COOKIE_NAME"] = "casework_console"
+    app.config["SESSION_COOKIE_HTTPONLY"] = True
+    app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
+    app.config["PERMANENT_SESSION_LIFETIME"] = TOKEN_LIFETIME  # the cookie ends with its token
 
     from console.views import bp
 
