@@ -433,12 +433,12 @@ def screen_case():
     form = request.form.to_dict() if request.method == "POST" else {}
     errors: dict[str, list[str]] = {}
     person_id = request.values.get("person", "")
-    if not person_id.isdigit() and request.values.get("id_number"):
-        found = find_person(db.session(), who, request.values["id_number"])
-        if found is None:
-            errors["id_number"] = ["辖区内没有登记此身份证号，请先登记"]
-        else:
-            person_id = str(found.id)
+    if request.method == "POST" and not person_id.isdigit():
+        # Looking a person up by ID number is a POST: the number never goes into a URL or history.
+        found = find_person(db.session(), who, form.get("id_number", ""))
+        if found is not None:
+            return redirect(url_for("console.screen_case", person=found.id))
+        errors["id_number"] = ["辖区内没有登记此身份证号，请先登记"]
     person = pack = None
     if person_id.isdigit():
         found = get_person(db.session(), who, int(person_id))

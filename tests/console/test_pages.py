@@ -165,3 +165,16 @@ def test_screened_at_is_read_as_china_time(coordinator, session):
 
     case_id = screened_case(coordinator)
     assert session.get(Case, case_id).screened_at == at(2026, 1, 5, 1, 30)  # 09:30 in Beijing
+
+
+def test_a_registered_person_is_found_by_id_number_without_it_entering_a_url(coordinator, session):
+    from casework.models import Person
+
+    number = session.get(Person, coordinator.person_id).id_number
+    session.rollback()
+    token = csrf_of(coordinator.get("/screen").text)
+    found = coordinator.post("/screen", data={"csrf": token, "id_number": number})
+    assert found.status_code == 302 and found.headers["Location"] == f"/screen?person={coordinator.person_id}"
+    assert number not in found.headers["Location"]
+    missing = coordinator.post("/screen", data={"csrf": token, "id_number": "110101199003077777"})
+    assert missing.status_code == 422 and "请先登记" in missing.text
