@@ -148,6 +148,7 @@ def bench_engine(engine: str, sizes: list[int], repeat: int) -> list[tuple[int, 
             done()
             village = next(county.villages[0] for county in plan.counties if county.code == LONGCHUAN)
             case_id = walked_case(app, tokens, village)
+            seeded = size + 1  # the walked person and case took the next ids
             print(f"  {size:,} seeded cases (+1 with history), {repeat} requests per page after 2 warm-ups")
             out.append((size, bench_size(app, tokens, case_id, repeat)))
         with app.app_context():

@@ -32,13 +32,12 @@ from casework.services.queries import CaseFilters, list_cases, referral_queue
 from casework.services.settlements import list_settlements, record_settlement
 from casework.services.stats import county_stats
 from casework.services.worklist import (
-    Queue,
     event_choices,
     find_person,
     org_unit_names,
     policy_for_person,
     villages_in_area,
-    work_queue,
+    work_queues,
 )
 from casework.views import case_view, person_view
 from console import charts
@@ -236,20 +235,15 @@ def home():
     now = utcnow()
     context: dict[str, Any] = {"now": now}
     if who.role == "county_coordinator":
-        # Where the next step is the coordinator's: confirm or exclude, assign, follow up or close.
-        states = ("screened", "confirmed", "treated", "follow_up")
-        context["queues"] = [(work_queue(db.session(), who, Queue(s), 8, now), _list_link(state=s)) for s in states]
-        waiting = work_queue(db.session(), who, Queue("referred"), 5, now)
-        context["watch"] = [(waiting, _list_link(state="referred"))]
+        # Where the next step is the coordinator's: confirm or exclude, assign, follow up or close;
+        # and the referrals it waits for.
+        piles = work_queues(db.session(), who, ("screened", "confirmed", "treated", "follow_up", "referred"), now=now)
+        context["queues"] = [(q, _list_link(state=q.state)) for q in piles[:-1]]
+        context["watch"] = [(piles[-1], _list_link(state="referred"))]
     elif who.role == "hospital":
         labels = {"assigned": "待入院", "in_treatment": "在院", "treated": "待结算"}
-        context["queues"] = [
-            (
-                work_queue(db.session(), who, Queue(s, hospital=who.org_unit_code), 8, now),
-                _list_link(state=s, hospital=who.org_unit_code),
-            )
-            for s in labels
-        ]
+        piles = work_queues(db.session(), who, tuple(labels), hospital=who.org_unit_code, now=now)
+        context["queues"] = [(q, _list_link(state=q.state, hospital=who.org_unit_code)) for q in piles]
         context["queue_labels"] = labels
     elif who.role == "expert":
         context["referrals"] = [

@@ -1,7 +1,7 @@
 """Reads the console needs besides the case list: work queues per role, names, and form choices.
 
 Every query is scoped like the rest (``case_scope``/``person_scope``); queues are counted and paged
-in SQL, so a home page costs a few indexed statements whatever the number of cases.
+in SQL, so a home page costs a few statements whatever the number of cases.
 """
 
 from __future__ import annotations
@@ -25,48 +25,58 @@ from workflows.case_machine import OPEN_STATES
 from workflows.policy_pack import PolicyPack, pack_for
 
 
-@dataclass(frozen=True)
-class Queue:
-    """One pile of work: the cases in ``state`` (held by ``hospital`` when given) in scope."""
-
-    state: str
-    hospital: str | None = None
-    group: str | None = None
-
-
 @dataclass
 class QueuePage:
-    queue: Queue
+    state: str
     count: int
     overdue: int
     cases: Sequence[Case]
 
 
-def work_queue(session: Session, actor: Actor, queue: Queue, limit: int = 10, now: datetime | None = None) -> QueuePage:
-    """Count, overdue count and the most urgent cases of one queue: overdue first, by deadline."""
+def work_queues(
+    session: Session,
+    actor: Actor,
+    states: Sequence[str],
+    *,
+    hospital: str | None = None,
+    limit: int = 8,
+    now: datetime | None = None,
+) -> list[QueuePage]:
+    """Piles of work, one per state (held by ``hospital`` when given): count, overdue count and the
+    most urgent cases of each, overdue first by deadline. Two statements for all the piles: one
+    grouped count, one ranked page (a window per state), whatever the number of states."""
     now = now or utcnow()
-    where = [case_scope(actor), Case.state == queue.state]
-    if queue.hospital:
-        where.append(Case.hospital_code == queue.hospital)
-    if queue.group:
-        where.append(Case.referral_group_code == queue.group)
-    overdue = Case.state.in_(OPEN_STATES) & (Case.due_at < now)
-    count, late = session.execute(
-        select(func.count(), func.coalesce(func.sum(case((overdue, 1), else_=0)), 0)).where(*where)
-    ).one()
+    where = [case_scope(actor), Case.state.in_(states)]
+    if hospital:
+        where.append(Case.hospital_code == hospital)
+    late = Case.state.in_(OPEN_STATES) & (Case.due_at < now)
+    counts = {
+        state: (int(n), int(k))
+        for state, n, k in session.execute(
+            select(Case.state, func.count(), func.coalesce(func.sum(case((late, 1), else_=0)), 0))
+            .where(*where)
+            .group_by(Case.state)
+        )
+    }
+    # Deadline order puts the overdue first; cases with no deadline go last.
+    urgency = (Case.due_at.is_(None), Case.due_at, Case.id)
+    ranked = (
+        select(Case.id, func.row_number().over(partition_by=Case.state, order_by=urgency).label("rank"))
+        .where(*where)
+        .subquery()
+    )
     rows = (
         session.scalars(
             select(Case)
-            .where(*where)
+            .join(ranked, ranked.c.id == Case.id)
+            .where(ranked.c.rank <= limit)
             .options(joinedload(Case.person), joinedload(Case.hospital).joinedload(Hospital.org_unit))
-            # Deadline order puts the overdue first; cases with no deadline go last.
-            .order_by(Case.due_at.is_(None), Case.due_at, Case.id)
-            .limit(limit)
+            .order_by(*urgency)
         )
         .unique()
         .all()
     )
-    return QueuePage(queue, int(count), int(late), rows)
+    return [QueuePage(state, *counts.get(state, (0, 0)), [c for c in rows if c.state == state]) for state in states]
 
 
 def org_unit_names(session: Session, codes: Iterable[str | None]) -> dict[str, str]:
