@@ -145,6 +145,9 @@ class Case(Base):
         Index("ix_cases_due_open", "due_at", sqlite_where=text(_open), postgresql_where=text(_open)),
         Index("ix_cases_county_id", "county_code", "id"),
         Index("ix_cases_state_id", "state", "id"),
+        # The console's piles of work: the most urgent cases per state of a county or a hospital.
+        Index("ix_cases_county_state_due", "county_code", "state", "due_at"),
+        Index("ix_cases_hospital_state_due", "hospital_code", "state", "due_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
