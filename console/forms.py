@@ -101,7 +101,7 @@ def form_for(
     if rule.needs_reason and not any(f.name == "reason" for f in out):
         out.append(Field("reason", FIELD_LABELS["reason"], "textarea", True, [], submitted.get("reason", ""),
                          errors.pop("reason", [])))  # fmt: skip
-    leftover = [m for key, messages in errors.items() if key not in ("version", "csrf") for m in messages]
+    leftover = [m for messages in errors.values() for m in messages]  # e.g. a missing version
     return ActionForm(rule.name, rule.label, out, leftover)
 
 
