@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 import pytest
 
@@ -178,3 +179,44 @@ def test_a_registered_person_is_found_by_id_number_without_it_entering_a_url(coo
     assert number not in found.headers["Location"]
     missing = coordinator.post("/screen", data={"csrf": token, "id_number": "110101199003077777"})
     assert missing.status_code == 422 and "请先登记" in missing.text
+
+
+def test_alerts_are_acknowledged_and_visits_recorded_from_the_console(app, coordinator, session):
+    from sqlalchemy import select
+
+    from casework.models import Alert, Case, FollowUpVisit
+    from casework.services.alerts import scan
+    from tests.casework.helpers import Walker
+    from tests.conftest import utc_now
+
+    walker = Walker(session, utc_now())
+    late = walker.new_case(screened_days_ago=40)  # past the screening deadline
+    late_id = late.id
+    following = walker.new_case(screened_days_ago=20)
+    for step in (walker.confirm, walker.assign, walker.admit, walker.discharge):
+        following = step(following)
+    following = walker.fire(following, "start_follow_up")
+    following_id = following.id
+    scan(session)
+    session.rollback()
+
+    page = coordinator.get("/alerts")
+    assert f'data-case-id="{late_id}"' in page.text and "筛查后逾期未确诊" in page.text
+    alert_id = session.scalar(select(Alert.id).where(Alert.case_id == late_id))
+    session.rollback()
+    acknowledged = coordinator.post(
+        f"/alerts/{alert_id}/acknowledge", data={"csrf": csrf_of(page.text), "next": "/alerts"}
+    )
+    assert acknowledged.status_code == 302 and acknowledged.headers["Location"] == "/alerts"
+    assert session.get(Alert, alert_id).status == "acknowledged"
+    session.rollback()
+
+    form = coordinator.get(f"/cases/{following_id}/visit")
+    an_hour_ago_in_china = (utc_now() + timedelta(hours=7)).strftime("%Y-%m-%dT%H:%M")
+    visited = coordinator.post(
+        f"/cases/{following_id}/visit",
+        data={"csrf": csrf_of(form.text), "visited_at": an_hour_ago_in_china, "findings": "恢复良好"},
+    )
+    assert visited.status_code == 302
+    visit = session.scalar(select(FollowUpVisit).where(FollowUpVisit.case_id == following_id))
+    assert visit.findings == "恢复良好" and session.get(Case, following_id).due_at > visit.visited_at
