@@ -32,6 +32,7 @@ from casework.services.queries import CaseFilters, list_cases, referral_queue
 from casework.services.settlements import list_settlements, record_settlement
 from casework.services.stats import county_stats
 from casework.services.worklist import (
+    COUNT_CAP,
     event_choices,
     find_person,
     org_unit_names,
@@ -233,7 +234,7 @@ def _list_link(**filters: Any) -> str:
 def home():
     who = actor()
     now = utcnow()
-    context: dict[str, Any] = {"now": now}
+    context: dict[str, Any] = {"now": now, "cap": COUNT_CAP}
     if who.role == "county_coordinator":
         # Where the next step is the coordinator's: confirm or exclude, assign, follow up or close;
         # and the referrals it waits for.

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import case, func, or_, select
+from sqlalchemy import false, func, or_, select
 from sqlalchemy.orm import Session, joinedload
 
 from casework.actor import Actor
@@ -24,13 +24,19 @@ from casework.services.persons import get_person
 from workflows.case_machine import OPEN_STATES
 from workflows.policy_pack import PolicyPack, pack_for
 
+COUNT_CAP = 500  # a pile counts up to here ("500+"): its cost must not grow with the county
+
 
 @dataclass
 class QueuePage:
     state: str
-    count: int
+    count: int  # up to COUNT_CAP + 1: more than COUNT_CAP reads as "COUNT_CAP+"
     overdue: int
     cases: Sequence[Case]
+
+    @property
+    def capped(self) -> bool:
+        return self.count > COUNT_CAP
 
 
 def work_queues(
@@ -42,38 +48,48 @@ def work_queues(
     limit: int = 8,
     now: datetime | None = None,
 ) -> list[QueuePage]:
-    """Piles of work, one per state (held by ``hospital`` when given): count, overdue count and the
-    most urgent cases of each, overdue first by deadline: one grouped count for all the piles,
-    then one short page per non-empty pile."""
+    """Piles of work, one per state (held by ``hospital`` when given): how many (capped), how many
+    overdue, and the most urgent cases, overdue first by deadline.
+
+    Every figure is a bounded index range scan on ``ix_cases_county_state_due`` or
+    ``ix_cases_hospital_state_due`` (migration 0010): the counts stop at COUNT_CAP + 1 rows, the
+    overdue ones read only overdue entries, a page reads ``limit`` entries. One statement for the
+    counts of every pile, then one per non-empty pile; nothing grows with the county."""
     now = now or utcnow()
-    where = [case_scope(actor), Case.state.in_(states)]
+    where = [case_scope(actor)]
     if hospital:
         where.append(Case.hospital_code == hospital)
-    late = Case.state.in_(OPEN_STATES) & (Case.due_at < now)
-    counts = {
-        state: (int(n), int(k))
-        for state, n, k in session.execute(
-            select(Case.state, func.count(), func.coalesce(func.sum(case((late, 1), else_=0)), 0))
-            .where(*where)
-            .group_by(Case.state)
-        )
-    }
-    # Deadline order puts the overdue first; cases with no deadline go last. One page per state, so
-    # that ix_cases_county_state_due / ix_cases_hospital_state_due give each by a short index scan.
+
+    def capped_count(*conditions):
+        # Ordered like the index, so that no planner estimate turns the capped count into a scan
+        # of the table that stops at the cap only by luck.
+        rows = select(Case.id).where(*where, *conditions).order_by(Case.due_at).limit(COUNT_CAP + 1).subquery()
+        return select(func.count()).select_from(rows).scalar_subquery()
+
+    figures = []
+    for state in states:
+        figures.append(capped_count(Case.state == state))
+        late = (Case.due_at < now,) if state in OPEN_STATES else (false(),)
+        figures.append(capped_count(Case.state == state, *late))
+    numbers = session.execute(select(*figures)).one()
     pages = {
         state: session.scalars(
             select(Case)
             .where(*where, Case.state == state)
             .options(joinedload(Case.person), joinedload(Case.hospital).joinedload(Hospital.org_unit))
+            # Deadline order puts the overdue first; cases with no deadline go last.
             .order_by(Case.due_at.asc().nulls_last(), Case.id)
             .limit(limit)
         )
         .unique()
         .all()
-        for state in states
-        if counts.get(state, (0, 0))[0]
+        for i, state in enumerate(states)
+        if numbers[2 * i]
     }
-    return [QueuePage(state, *counts.get(state, (0, 0)), pages.get(state, [])) for state in states]
+    return [
+        QueuePage(state, int(numbers[2 * i]), int(numbers[2 * i + 1]), pages.get(state, []))
+        for i, state in enumerate(states)
+    ]
 
 
 def org_unit_names(session: Session, codes: Iterable[str | None]) -> dict[str, str]:
