@@ -58,15 +58,11 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.extensions["casework_api"] = api
     register_error_handlers(app)
 
-    from api import alerts, assistance, auth, cases, persons, reference, settlements
+    from api import alerts, assistance, auth, cases, imports, ledger, persons, reference, settlements
     from api.health import bp as health_bp
 
-    for blueprint in (auth.bp, cases.bp, persons.bp, reference.bp, alerts.bp, settlements.bp, assistance.bp):
-        api.register_blueprint(blueprint)
-    from api import imports, ledger
-
-    api.register_blueprint(imports.bp)
-    api.register_blueprint(ledger.bp)
+    for module in (auth, cases, persons, reference, alerts, settlements, assistance, imports, ledger):
+        api.register_blueprint(module.bp)
     app.register_blueprint(health_bp)
     app.before_request(_require_json_body)
     app.before_request(auth.authenticate_request)
@@ -75,12 +71,19 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     def docs_assets(filename: str):
         return send_from_directory(SWAGGER_UI_DIST, filename)
 
+    from console import init_console
+
+    init_console(app)
+
     return app
 
 
 def _require_json_body():
+    # Only the JSON API: the console at / posts HTML forms, and imports upload files.
+    if not request.path.startswith("/api/"):
+        return None
     if request.mimetype == "multipart/form-data" and request.path.startswith("/api/v1/imports/"):
-        return None  # file uploads
+        return None
     if request.method in ("POST", "PUT", "PATCH") and request.content_length and not request.is_json:
         return problem(415, "Unsupported Media Type", "send the body as application/json")
     return None

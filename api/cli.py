@@ -38,18 +38,21 @@ def create_admin(username: str, password: str) -> None:
         raise click.ClickException(exc.detail) from None
     click.echo(f"admin {username} created")
 
+
 @casework.command("demo")
 @click.option("--password", default=None, help="password for the demo logins")
-def demo(password: str | None) -> None:
-    """Load the demo region of every seed policy; safe to run twice."""
+@click.option("--no-cases", is_flag=True, help="only the region and logins, without the demo cases")
+def demo(password: str | None, no_cases: bool) -> None:
+    """Load the demo region of every seed policy, with ~40 living cases each; safe to run twice."""
     from casework.services.demo import DEMO_PASSWORD, load_demo
 
-    summary = load_demo(db.session(), password=password or DEMO_PASSWORD)
+    summary = load_demo(db.session(), password=password or DEMO_PASSWORD, with_cases=not no_cases)
     added = ", ".join(f"{count} {what}" for what, count in summary.created.items())
     click.echo(f"demo region loaded ({added} added)")
     click.echo(f"logins (password: {password or DEMO_PASSWORD}):")
     for username, role, unit in summary.logins:
         click.echo(f"  {username:<24} {role:<20} {unit}")
+
 
 @casework.command("diagram")
 def diagram() -> None:
@@ -57,6 +60,7 @@ def diagram() -> None:
     from workflows.case_machine import mermaid
 
     click.echo(mermaid(), nl=False)
+
 
 @casework.command("scheduler")
 @click.option("--once", is_flag=True, help="one scan and exit (for cron)")
@@ -86,6 +90,7 @@ def scheduler_command(once: bool, interval: int | None) -> None:
     )
     click.echo("scheduler running; Ctrl-C stops it")
     scheduler.start()
+
 
 register_data_commands(casework)
 

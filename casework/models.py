@@ -183,6 +183,9 @@ class Case(Base):
         # Village doctors and ``region=<township>``: one equality, already in list order.
         Index("ix_cases_township_id", "township_code", "id"),
         Index("ix_cases_village_id", "village_code", "id"),
+        # The console's piles of work: the most urgent cases per state of a county or a hospital.
+        Index("ix_cases_county_state_due", "county_code", "state", "due_at"),
+        Index("ix_cases_hospital_state_due", "hospital_code", "state", "due_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)

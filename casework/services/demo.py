@@ -31,7 +31,10 @@ class DemoSummary:
     logins: list[tuple[str, str, str]]  # username, role, org unit name
 
 
-def load_demo(session: Session, path: Path = DEMO_FILE, password: str = DEMO_PASSWORD) -> DemoSummary:
+def load_demo(
+    session: Session, path: Path = DEMO_FILE, password: str = DEMO_PASSWORD, with_cases: bool = False
+) -> DemoSummary:
+    """The demo region and its logins; ``with_cases`` adds the living demo cases (demo_cases.py)."""
     data: dict[str, Any] = yaml.safe_load(path.read_text(encoding="utf-8"))
     created = {"org_units": 0, "hospitals": 0, "designations": 0, "expert_groups": 0, "users": 0}
     catalogue = packs()
@@ -80,6 +83,10 @@ def load_demo(session: Session, path: Path = DEMO_FILE, password: str = DEMO_PAS
         unit = session.get(OrgUnit, org_unit) if org_unit else None
         logins.append((username, role, unit.name if unit else "-"))
     session.commit()
+    if with_cases:
+        from casework.services.demo_cases import load_demo_cases
+
+        created["cases"] = load_demo_cases(session)
     return DemoSummary(created, logins)
 
 

@@ -1,0 +1,158 @@
+"""Action forms generated from the state machine and each event's data schema: no per-event HTML.
+
+A field's input follows its marshmallow class (date-time, integer, text, one-of → select); fields
+naming a hospital or an expert group get their choices from a read service. What the form sends
+is turned back into the schema's own input (ISO date-times with the China offset) and handed to
+``fire``, which validates it as it does for the API.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from marshmallow import fields, validate
+
+from workflows.case_machine import RULES, EventRule
+
+CHINA = ZoneInfo("Asia/Shanghai")  # users type local times; the services store UTC
+
+FIELD_LABELS = {
+    "diagnosis_code": "诊断编码（ICD-10）",
+    "diagnosed_by": "诊断医院",
+    "diagnosed_at": "确诊时间",
+    "hospital_id": "定点医院",
+    "plan": "救治方案",
+    "admitted_at": "入院时间",
+    "discharged_at": "出院时间",
+    "outcome": "出院转归",
+    "interval_days": "随访间隔（天，可空：按病种）",
+    "expert_group_id": "专家组",
+    "summary": "转诊摘要",
+    "opinion": "会诊意见",
+    "died_at": "死亡时间",
+    "reason": "理由",
+}
+CHOICE_LABELS = {
+    "outcome": {"cured": "治愈", "improved": "好转", "unchanged": "未愈", "worsened": "恶化", "other": "其他"},
+}
+LONG_TEXT = {"plan", "summary", "opinion", "reason"}
+
+
+@dataclass
+class Field:
+    name: str
+    label: str
+    kind: str  # text, textarea, datetime, number, select
+    required: bool
+    choices: list[tuple[str, str]] = field(default_factory=list)
+    value: str = ""
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ActionForm:
+    event: str
+    label: str
+    fields: list[Field]
+    errors: list[str] = field(default_factory=list)  # messages for no field in particular
+
+
+def _kind(name: str, schema_field: fields.Field) -> tuple[str, list[tuple[str, str]]]:
+    for validator in schema_field.validators:
+        if isinstance(validator, validate.OneOf):
+            labels = CHOICE_LABELS.get(name, {})
+            return "select", [(str(c), labels.get(str(c), str(c))) for c in validator.choices]
+    if isinstance(schema_field, fields.DateTime):
+        return "datetime", []
+    if isinstance(schema_field, fields.Integer):
+        return "number", []
+    return ("textarea" if name in LONG_TEXT else "text"), []
+
+
+def form_for(
+    rule: EventRule,
+    choices: dict[str, list[tuple[str, str]]],
+    submitted: dict[str, str] | None = None,
+    errors: dict[str, list[str]] | None = None,
+) -> ActionForm:
+    submitted = submitted or {}
+    errors = dict(errors or {})
+    out: list[Field] = []
+    for name, schema_field in rule.data_schema().fields.items():
+        kind, options = _kind(name, schema_field)
+        if name in choices:
+            kind, options = "select", choices[name]
+        required = schema_field.required or (name == "reason" and rule.needs_reason)
+        out.append(
+            Field(
+                name,
+                FIELD_LABELS.get(name, name),
+                kind,
+                required,
+                options,
+                submitted.get(name, ""),
+                errors.pop(name, []),
+            )
+        )
+    if rule.needs_reason and not any(f.name == "reason" for f in out):
+        out.append(Field("reason", FIELD_LABELS["reason"], "textarea", True, [], submitted.get("reason", ""),
+                         errors.pop("reason", [])))  # fmt: skip
+    leftover = [m for messages in errors.values() for m in messages]  # e.g. a missing version
+    return ActionForm(rule.name, rule.label, out, leftover)
+
+
+def action_forms(
+    allowed: list[str],
+    choices: dict[str, list[tuple[str, str]]],
+    failed: str | None = None,
+    submitted: dict[str, str] | None = None,
+    errors: dict[str, list[str]] | None = None,
+) -> list[ActionForm]:
+    """One form per event the viewer may fire now; the failed one keeps what was typed and its errors."""
+    return [
+        form_for(RULES[event], choices, submitted if event == failed else None, errors if event == failed else None)
+        for event in allowed
+    ]
+
+
+def local_to_iso(value: str) -> str:
+    """A ``datetime-local`` value, read as China time, as the ISO text the schemas load."""
+    moment = datetime.fromisoformat(value)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=CHINA)
+    return moment.isoformat()
+
+
+def event_data(rule: EventRule, form: dict[str, str]) -> tuple[dict[str, Any], str | None, dict[str, list[str]]]:
+    """The event's ``data`` and reason from a submitted form, and the errors found reading it.
+
+    Empty inputs are left out, so the schema reports a required field as missing."""
+    data: dict[str, Any] = {}
+    errors: dict[str, list[str]] = {}
+    for name, schema_field in rule.data_schema().fields.items():
+        raw = (form.get(name) or "").strip()
+        if not raw or name == "reason":
+            continue
+        if isinstance(schema_field, fields.DateTime):
+            try:
+                data[name] = local_to_iso(raw)
+            except ValueError:
+                errors[name] = ["请填写正确的日期时间"]
+        elif isinstance(schema_field, fields.Integer):
+            data[name] = int(raw) if raw.lstrip("-").isdigit() else raw
+        else:
+            data[name] = raw
+    reason = (form.get("reason") or "").strip() or None
+    return data, reason, errors
+
+
+def money(value: str) -> Decimal | None:
+    try:
+        amount = Decimal((value or "0").strip() or "0")
+    except InvalidOperation:
+        return None
+    return amount if amount.is_finite() else None

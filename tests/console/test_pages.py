@@ -1,0 +1,222 @@
+"""The console without a browser: sessions, CSRF, scoping, throttling, and the API left as it was."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pytest
+
+from api.app import create_app
+from console.messages import in_chinese
+from tests.api.conftest import PASSWORD, add_login
+from tests.casework.helpers import OESOPHAGEAL, designated_hospital
+from tests.conftest import LONGCHUAN, at, new_person
+
+
+@pytest.fixture
+def app(db_url, session):
+    app = create_app({"SQLALCHEMY_DATABASE_URI": db_url, "TESTING": True, "SECRET_KEY": "page-tests"})
+    yield app
+    with app.app_context():
+        from api.extensions import db
+
+        db.engine.dispose()
+
+
+def csrf_of(html: str) -> str:
+    return re.search(r'name="csrf" value="([^"]+)"', html).group(1)
+
+
+def log_in(client, username: str, password: str = PASSWORD):
+    token = csrf_of(client.get("/login").text)
+    return client.post("/login", data={"csrf": token, "username": username, "password": password})
+
+
+def screened_case(client) -> int:
+    page = client.get("/screen?person=" + str(client.person_id))
+    answer = client.post(
+        "/screen",
+        data={
+            "csrf": csrf_of(page.text),
+            "person": client.person_id,
+            "disease_code": OESOPHAGEAL,
+            "source": "health_check",
+            "screened_at": "2026-01-05T09:30",
+        },
+    )
+    assert answer.status_code == 302, answer.text
+    return int(answer.headers["Location"].rsplit("/", 1)[1])
+
+
+@pytest.fixture
+def coordinator(app, session):
+    add_login(session, "coordinator", "county_coordinator", LONGCHUAN)
+    client = app.test_client()
+    assert log_in(client, "coordinator").status_code == 302
+    client.person_id = new_person(session).id
+    session.rollback()  # end the read that fetched the id: SQLite cannot write from an old snapshot
+    return client
+
+
+def test_pages_need_a_login_and_keep_the_session_cookie_safe(app, session):
+    client = app.test_client()
+    answer = client.get("/cases")
+    assert answer.status_code == 302 and "/login?next=/cases" in answer.headers["Location"]
+    add_login(session, "coordinator", "county_coordinator", LONGCHUAN)
+    cookie = log_in(client, "coordinator").headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
+    assert client.get("/").status_code == 200
+
+
+def test_a_form_without_the_session_csrf_token_changes_nothing(coordinator):
+    case_id = screened_case(coordinator)
+    answer = coordinator.post(
+        f"/cases/{case_id}/events/exclude", data={"csrf": "forged", "version": "1", "reason": "不符合"}
+    )
+    assert answer.status_code == 400 and "表单已过期" in answer.text
+    page = coordinator.get(f"/cases/{case_id}")
+    assert 'data-state="screened"' in page.text
+
+
+def test_missing_required_fields_are_named_in_chinese_next_to_the_field(coordinator, session):
+    case_id = screened_case(coordinator)
+    page = coordinator.get(f"/cases/{case_id}")
+    answer = coordinator.post(
+        f"/cases/{case_id}/events/confirm",
+        data={"csrf": csrf_of(page.text), "version": "1", "diagnosed_by": designated_hospital(session, "county")},
+    )
+    assert answer.status_code == 422
+    assert re.search(r'data-field-error="diagnosis_code">必填<', answer.text)
+    assert re.search(r'data-field-error="diagnosed_at">必填<', answer.text)
+
+
+def test_a_foreign_case_is_an_html_404_and_the_api_keeps_problem_json(app, coordinator, session):
+    case_id = screened_case(coordinator)
+    stranger = add_login(session, "stranger", "county_coordinator", "320921")
+    client = app.test_client()
+    log_in(client, "stranger")
+    page = client.get(f"/cases/{case_id}")
+    assert page.status_code == 404 and page.mimetype == "text/html" and "找不到" in page.text
+    absent = client.get("/cases/999999")
+    assert absent.status_code == 404 and absent.text == page.text  # absent and foreign look the same
+    api = client.get(f"/api/v1/cases/{case_id}", headers=stranger.headers)
+    assert api.status_code == 404 and api.mimetype == "application/problem+json"
+    assert client.get("/no-such-page").mimetype == "application/problem+json"
+
+
+def test_the_full_id_number_shown_to_the_own_coordinator_is_logged(coordinator, session):
+    from sqlalchemy import func, select
+
+    from casework.models import AccessLog
+
+    case_id = screened_case(coordinator)
+    before = session.scalar(select(func.count()).select_from(AccessLog))
+    session.rollback()
+    page = coordinator.get(f"/cases/{case_id}")
+    assert "********" not in page.text
+    assert session.scalar(select(func.count()).select_from(AccessLog)) == before + 1
+
+
+def test_failed_logins_are_throttled_like_the_api(app, session):
+    add_login(session, "coordinator", "county_coordinator", LONGCHUAN)
+    client = app.test_client()
+    for _ in range(5):
+        assert log_in(client, "coordinator", "wrong").status_code == 401
+    answer = log_in(client, "coordinator")  # even the right password, for now
+    assert answer.status_code == 429 and "登录失败次数过多" in answer.text
+
+
+def test_the_next_page_after_login_stays_on_this_site(app, session):
+    add_login(session, "coordinator", "county_coordinator", LONGCHUAN)
+    client = app.test_client()
+    token = csrf_of(client.get("/login").text)
+    answer = client.post(
+        "/login", data={"csrf": token, "username": "coordinator", "password": PASSWORD, "next": "//evil.example/"}
+    )
+    assert answer.headers["Location"] == "/"
+
+
+def test_every_page_renders_for_every_role(app, session, coordinator):
+    screened_case(coordinator)
+    roles = {
+        "hospital": ("hospital", designated_hospital(session, "county")),
+        "supervisor": ("supervisor", "530000"),
+        "doctor": ("village_doctor", "533124101"),
+    }
+    for name, (role, unit) in roles.items():
+        add_login(session, name, role, unit)
+    for name in ("coordinator", *roles):
+        client = app.test_client()
+        log_in(client, name)
+        for path in ("/", "/cases", "/alerts", "/diagram"):
+            assert client.get(path).status_code == 200, (name, path)
+        assert client.get("/stats").status_code == (200 if name in ("coordinator", "supervisor") else 403)
+
+
+def test_messages_table():
+    assert in_chinese("Missing data for required field.") == "必填"
+    assert in_chinese("C16.9 is not oesophageal (ICD-10 C15)") == "诊断编码 C16.9 与该病种不符（应为 ICD-10 C15）"
+    assert in_chinese("must be the municipal expert group of the case's region") == "须为本地区的市级专家组"
+    assert in_chinese("something new") == "输入有误：something new"
+
+
+def test_screened_at_is_read_as_china_time(coordinator, session):
+    from casework.models import Case
+
+    case_id = screened_case(coordinator)
+    assert session.get(Case, case_id).screened_at == at(2026, 1, 5, 1, 30)  # 09:30 in Beijing
+
+
+def test_a_registered_person_is_found_by_id_number_without_it_entering_a_url(coordinator, session):
+    from casework.models import Person
+
+    number = session.get(Person, coordinator.person_id).id_number
+    session.rollback()
+    token = csrf_of(coordinator.get("/screen").text)
+    found = coordinator.post("/screen", data={"csrf": token, "id_number": number})
+    assert found.status_code == 302 and found.headers["Location"] == f"/screen?person={coordinator.person_id}"
+    assert number not in found.headers["Location"]
+    missing = coordinator.post("/screen", data={"csrf": token, "id_number": "110101199003077777"})
+    assert missing.status_code == 422 and "请先登记" in missing.text
+
+
+def test_alerts_are_acknowledged_and_visits_recorded_from_the_console(app, coordinator, session):
+    from sqlalchemy import select
+
+    from casework.models import Alert, Case, FollowUpVisit
+    from casework.services.alerts import scan
+    from tests.casework.helpers import Walker
+    from tests.conftest import utc_now
+
+    walker = Walker(session, utc_now())
+    late = walker.new_case(screened_days_ago=40)  # past the screening deadline
+    late_id = late.id
+    following = walker.new_case(screened_days_ago=20)
+    for step in (walker.confirm, walker.assign, walker.admit, walker.discharge):
+        following = step(following)
+    following = walker.fire(following, "start_follow_up")
+    following_id = following.id
+    scan(session)
+    session.rollback()
+
+    page = coordinator.get("/alerts")
+    assert f'data-case-id="{late_id}"' in page.text and "筛查后逾期未确诊" in page.text
+    alert_id = session.scalar(select(Alert.id).where(Alert.case_id == late_id))
+    session.rollback()
+    acknowledged = coordinator.post(
+        f"/alerts/{alert_id}/acknowledge", data={"csrf": csrf_of(page.text), "next": "/alerts"}
+    )
+    assert acknowledged.status_code == 302 and acknowledged.headers["Location"] == "/alerts"
+    assert session.get(Alert, alert_id).status == "acknowledged"
+    session.rollback()
+
+    form = coordinator.get(f"/cases/{following_id}/visit")
+    an_hour_ago_in_china = (utc_now() + timedelta(hours=7)).strftime("%Y-%m-%dT%H:%M")
+    visited = coordinator.post(
+        f"/cases/{following_id}/visit",
+        data={"csrf": csrf_of(form.text), "visited_at": an_hour_ago_in_china, "findings": "恢复良好"},
+    )
+    assert visited.status_code == 302
+    visit = session.scalar(select(FollowUpVisit).where(FollowUpVisit.case_id == following_id))
+    assert visit.findings == "恢复良好" and session.get(Case, following_id).due_at > visit.visited_at
