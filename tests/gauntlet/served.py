@@ -32,8 +32,10 @@ def served_url(db_url: str) -> str:
 
 
 class Server:
-    def __init__(self, db_url: str, log_dir: Path) -> None:
+    def __init__(self, db_url: str, log_dir: Path, env: dict[str, str | None] | None = None) -> None:
+        """``env`` overrides the gauntlet's settings; a ``None`` value leaves the server's default."""
         self.db_url = db_url
+        self.env = env or {}
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log_path = log_dir / f"server-{self.port}.log"
@@ -47,7 +49,10 @@ class Server:
             "CASEWORK_WORKERS": str(WORKERS),
             "CASEWORK_THREADS": "4",
             "CASEWORK_SCHEDULER": "off",
+            **{k: v for k, v in self.env.items() if v is not None},
         }
+        for name in [k for k, v in self.env.items() if v is None]:
+            env.pop(name, None)
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "api.cli", "serve", "--port", str(self.port)],
