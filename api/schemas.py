@@ -81,7 +81,7 @@ class CaseQuerySchema(Schema):
 
 
 class NewCaseSchema(Schema):
-    person_id = fields.Integer(required=True, validate=validate.Range(1, MAX_ID))
+    person_id = fields.Integer(required=True, strict=True, validate=validate.Range(1, MAX_ID))
     disease_code = fields.String(required=True, validate=validate.Length(min=1, max=60))
     source = fields.String(
         required=True,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal, InvalidOperation
 
 from flask.views import MethodView
@@ -18,6 +19,10 @@ from workflows.money import KINDS, LAYERS
 bp = Blueprint("settlements", __name__, url_prefix="/api/v1", description="Bills, floors and county figures")
 
 
+# Up to 13 digits of yuan: far above any bill, far below the 64-bit fen the column stores.
+_YUAN = re.compile(r"[0-9]{1,13}(\.[0-9]{1,2})?")
+
+
 class Money(fields.Field):
     """Yuan as a decimal string ("1234.50"): exact, never a float."""
 
@@ -27,21 +32,20 @@ class Money(fields.Field):
     def _deserialize(self, value, attr, data, **kwargs):
         if not isinstance(value, str):
             raise ValidationError('give yuan as a decimal string, like "1234.50"')
+        # The documented shape only: Decimal() alone takes "1e30", "1_000.00", " 12" and "NaN".
+        if not _YUAN.fullmatch(value):
+            if value.startswith("-"):
+                raise ValidationError("must not be negative")
+            raise ValidationError('not a decimal amount like "1234.50" (at most 13 digits before the point)')
         try:
-            amount = Decimal(value)
+            return Decimal(value)
         except InvalidOperation:
             raise ValidationError("not a decimal amount") from None
-        if not amount.is_finite():
-            raise ValidationError("not a decimal amount")
-        if amount < 0:
-            raise ValidationError("must not be negative")
-        if amount != amount.quantize(Decimal("0.01")):
-            raise ValidationError("has more than two decimals")
-        return amount
 
     def __init__(self, **kwargs):
         super().__init__(
-            metadata={"type": "string", "pattern": r"^\d+(\.\d{1,2})?$", **kwargs.pop("metadata", {})}, **kwargs
+            metadata={"type": "string", "pattern": r"^[0-9]{1,13}(\.[0-9]{1,2})?$", **kwargs.pop("metadata", {})},
+            **kwargs,
         )
 
 
@@ -57,8 +61,13 @@ class NewSettlementSchema(Schema):
     kind = fields.String(load_default="inpatient", validate=validate.OneOf(KINDS))
     admitted_at = fields.AwareDateTime(load_default=None, allow_none=True)
     discharged_at = fields.AwareDateTime(required=True)
-    referral_compliant = fields.Boolean(required=True, metadata={"description": "the stay followed referral rules"})
-    special_treatment = fields.Boolean(required=True, metadata={"description": "single-disease price stay (单病种)"})
+    # strict: JSON true or false only, never "yes", "on" or 1
+    referral_compliant = fields.Boolean(
+        required=True, truthy={True}, falsy={False}, metadata={"description": "the stay followed referral rules"}
+    )
+    special_treatment = fields.Boolean(
+        required=True, truthy={True}, falsy={False}, metadata={"description": "single-disease price stay (单病种)"}
+    )
     total = Money(required=True)
     in_policy = Money(required=True, metadata={"description": "the part within the insurance catalogue"})
     basic_insurance = Money(load_default=Decimal("0.00"))

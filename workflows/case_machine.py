@@ -141,8 +141,12 @@ def diagnosis_matches_disease(ctx: EventContext) -> None:
 
 
 def diagnosing_hospital_exists(ctx: EventContext) -> None:
-    if ctx.refs.hospital(ctx.data["diagnosed_by"]) is None:
+    hospital = ctx.refs.hospital(ctx.data["diagnosed_by"])
+    if hospital is None:
         raise GuardFailed("diagnosed_by", "no such hospital")
+    # Region codes (GB/T 2260) start with the province: the policy pays for diagnoses in its province.
+    if hospital.region_code[:2] != ctx.case.province_code[:2]:
+        raise GuardFailed("diagnosed_by", "is a hospital of another province")
 
 
 def hospital_designated(ctx: EventContext) -> None:
@@ -212,6 +216,12 @@ def step_time_valid(field_name: str) -> Guard:
 
     guard.__name__ = f"{field_name}_not_in_future"
     return guard
+
+
+def discharged_after_admission(ctx: EventContext) -> None:
+    # In treatment, the step began at admission (admit's step time).
+    if ctx.data["discharged_at"] < ctx.case.entered_state_at:
+        raise GuardFailed("discharged_at", "lies before the admission")
 
 
 # --- effects: what a transition writes on the case besides its state -----------------------------
@@ -312,7 +322,7 @@ RULES: dict[str, EventRule] = {
             TREATED,
             {"hospital": Relation.ASSIGNED_HOSPITAL},
             schemas.DischargeData,
-            guards=(step_time_valid("discharged_at"),),
+            guards=(step_time_valid("discharged_at"), discharged_after_admission),
             step_time_field="discharged_at",
         ),
         EventRule(

@@ -27,6 +27,9 @@ from workflows.deadlines import due_at
 from workflows.policy_pack import pack_for, packs
 
 SCREENERS = ("county_coordinator", "village_doctor", "hospital")
+# Entries in a case's history that record a change beside the workflow (a follow-up visit moving
+# the deadline): they keep the state, take a seq like any event, and replay steps over them.
+VISIT_EVENT = "record_visit"
 
 Within = Callable[[Session, Case], None]
 
@@ -207,6 +210,9 @@ def replay(session: Session, case_id: int) -> Replayed:
             if row.event != machine.SCREEN_EVENT:
                 raise ValueError(f"case {case_id}: history does not start with screening")
             rebuilt = Replayed(machine.SCREENED, 1, disease_code=row.data["disease_code"])
+            continue
+        if row.event == VISIT_EVENT and row.from_state == row.to_state == rebuilt.state:
+            rebuilt.version += 1
             continue
         if row.from_state != rebuilt.state:
             raise ValueError(
