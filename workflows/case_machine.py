@@ -104,6 +104,7 @@ class References(Protocol):
     def expert_group(self, code: str) -> ExpertGroupRef | None: ...
     def is_designated(self, hospital_code: str, policy_code: str, disease_code: str) -> bool: ...
     def is_partner(self, group_code: str, hospital_code: str) -> bool: ...
+    def admitted_at(self, case: CaseLike) -> datetime | None: ...
 
 
 @dataclass
@@ -219,8 +220,9 @@ def step_time_valid(field_name: str) -> Guard:
 
 
 def discharged_after_admission(ctx: EventContext) -> None:
-    # In treatment, the step began at admission (admit's step time).
-    if ctx.data["discharged_at"] < ctx.case.entered_state_at:
+    # The latest admission: a consultation in between restarts the step, not the stay.
+    admitted = ctx.refs.admitted_at(ctx.case)
+    if admitted is not None and ctx.data["discharged_at"] < admitted:
         raise GuardFailed("discharged_at", "lies before the admission")
 
 
