@@ -57,10 +57,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.extensions["casework_api"] = api
     register_error_handlers(app)
 
-    from api import alerts, auth, cases, persons, reference, settlements
+    from api import access_log, alerts, auth, cases, persons, reference, settlements
     from api.health import bp as health_bp
 
-    for blueprint in (auth.bp, cases.bp, persons.bp, reference.bp, alerts.bp, settlements.bp):
+    for blueprint in (auth.bp, cases.bp, persons.bp, reference.bp, alerts.bp, settlements.bp, access_log.bp):
         api.register_blueprint(blueprint)
     app.register_blueprint(health_bp)
     app.before_request(_require_json_body)
