@@ -7,12 +7,62 @@ not a worker. With sync or gthread workers a handful of such clients take every 
 
 from __future__ import annotations
 
+import json
 import os
+import socket
 import subprocess
 import sys
+from contextlib import suppress
 from typing import Any
 
+from gunicorn import util
 from gunicorn.app.base import BaseApplication
+from gunicorn.http import errors as http_errors
+from gunicorn.workers.ggevent import GeventWorker
+
+from api.problems import MEDIA_TYPE, PROBLEM_TYPE_BASE
+
+# gunicorn's own refusals, before the application sees the request (the rest of ParseException: 400).
+_REFUSALS: tuple[tuple[type[Exception], int, str], ...] = (
+    (http_errors.LimitRequestLine, 414, "URI Too Long"),
+    (http_errors.LimitRequestHeaders, 431, "Request Header Fields Too Large"),
+    (http_errors.UnsupportedTransferCoding, 501, "Not Implemented"),
+    (http_errors.ExpectationFailed, 417, "Expectation Failed"),
+    (http_errors.ForbiddenProxyRequest, 403, "Forbidden"),
+)
+
+
+class ProblemWorker(GeventWorker):
+    """gunicorn's gevent worker, with its own errors (a malformed request, a URI or headers too
+    long) answered as problem+json like every other error, and logged without the URI, which may
+    carry names. A worker killed for a timeout cannot answer at all: the connection just closes."""
+
+    def handle_error(self, req, client, addr, exc) -> None:
+        status, title = 500, "Internal Server Error"
+        if isinstance(exc, http_errors.ParseException) and not isinstance(
+            exc, (http_errors.InvalidResponseHeader, http_errors.InvalidResponseHeaderName)
+        ):
+            status, title = next(((s, t) for kind, s, t in _REFUSALS if isinstance(exc, kind)), (400, "Bad Request"))
+            self.log.warning("refused a malformed request: %s", type(exc).__name__)
+        else:
+            self.log.error("error handling a request: %s", type(exc).__name__)
+        detail = f"{title.lower()}: {type(exc).__name__}" if status < 500 else "the server could not handle the request"
+        body = json.dumps(
+            {"type": PROBLEM_TYPE_BASE + str(status), "title": title, "status": status, "detail": detail}
+        ).encode()
+        head = (
+            f"HTTP/1.1 {status} {title}\r\nConnection: close\r\nContent-Type: {MEDIA_TYPE}\r\n"
+            f"Content-Length: {len(body)}\r\nCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n\r\n"
+        )
+        with suppress(Exception):
+            util.write_nonblock(client, head.encode("latin-1") + body)
+            # A lingering close: read what the client is still sending (a 9 kB URI, say) so closing
+            # with unread data does not reset the connection before the client reads the answer.
+            client.shutdown(socket.SHUT_WR)
+            client.settimeout(0.5)
+            drained = 0
+            while drained < 1 << 16 and (chunk := client.recv(8192)):
+                drained += len(chunk)
 
 
 class _Server(BaseApplication):
@@ -68,7 +118,7 @@ def _serve(host: str, port: int, workers: int) -> None:
             "bind": f"{host}:{port}",
             "workers": workers,
             # CASEWORK_WORKER_CLASS=gthread restores the threaded workers (for comparison only).
-            "worker_class": os.environ.get("CASEWORK_WORKER_CLASS", "gevent"),
+            "worker_class": os.environ.get("CASEWORK_WORKER_CLASS", "api.server.ProblemWorker"),
             # Connections (not requests in flight) per worker; a stalled client holds only one.
             "worker_connections": int(os.environ.get("CASEWORK_CONNECTIONS", "1000")),
             "timeout": int(os.environ.get("CASEWORK_TIMEOUT", "30")),
