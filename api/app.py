@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import flask_swagger_ui
-from flask import Flask, request, send_from_directory
+from flask import Flask, Response, request, send_from_directory
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from api import config
 from api.contract import ContractPlugin
@@ -58,14 +59,19 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.extensions["casework_api"] = api
     register_error_handlers(app)
 
-    from api import alerts, assistance, auth, cases, imports, ledger, persons, reference, settlements
+    from api import access_log, alerts, assistance, auth, cases, imports, ledger, persons, reference, settlements
     from api.health import bp as health_bp
 
-    for module in (auth, cases, persons, reference, alerts, settlements, assistance, imports, ledger):
+    for module in (auth, cases, persons, reference, alerts, settlements, assistance, imports, ledger, access_log):
         api.register_blueprint(module.bp)
     app.register_blueprint(health_bp)
     app.before_request(_require_json_body)
     app.before_request(auth.authenticate_request)
+    app.after_request(_security_headers)
+    proxies = int(os.environ.get("CASEWORK_TRUSTED_PROXIES", "0"))
+    if proxies:
+        # Behind N reverse proxies, the client address is the Nth from the right in X-Forwarded-For.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies)  # type: ignore[method-assign]
 
     @app.get("/api/v1/docs/assets/<path:filename>")
     def docs_assets(filename: str):
@@ -78,6 +84,26 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     return app
 
 
+# Public and cacheable: the API description and the Swagger UI files carry no personal data.
+_CACHEABLE = ("/api/v1/openapi.json", "/api/v1/docs")
+
+
+def _security_headers(response: Response) -> Response:
+    """On every answer, the console's pages included: nothing personal or a token in any cache,
+    no content sniffing, no referrer leaking paths, never framed (clickjacking)."""
+    headers = response.headers
+    if not request.path.startswith(_CACHEABLE):
+        headers["Cache-Control"] = "no-store"
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("Referrer-Policy", "no-referrer")
+    policy = headers.get("Content-Security-Policy")
+    if not policy:
+        headers["Content-Security-Policy"] = "frame-ancestors 'none'"
+    elif "frame-ancestors" not in policy:
+        headers["Content-Security-Policy"] = f"{policy}; frame-ancestors 'none'"
+    return response
+
+
 def _require_json_body():
     # Only the JSON API: the console at / posts HTML forms, and imports upload files.
     if not request.path.startswith("/api/"):
@@ -86,4 +112,9 @@ def _require_json_body():
         return None
     if request.method in ("POST", "PUT", "PATCH") and request.content_length and not request.is_json:
         return problem(415, "Unsupported Media Type", "send the body as application/json")
+    if request.is_json and request.content_length:
+        try:
+            request.get_json(silent=True)  # parsed once here (Flask keeps it for the view)
+        except RecursionError:
+            return problem(400, "Bad Request", "the JSON body is nested too deeply")
     return None

@@ -90,7 +90,9 @@ class Token(MethodView):
     @bp.alt_response(429, description="too many failed logins (Retry-After)")
     def post(self, login):
         """Log in: a bearer token for the other endpoints."""
-        token, expires_at = issue_token(db.session(), login["username"], login["password"])
+        # The client address counts failures per caller; behind a proxy, set CASEWORK_TRUSTED_PROXIES.
+        client = request.remote_addr or ""
+        token, expires_at = issue_token(db.session(), login["username"], login["password"], client=client)
         return {"token": token, "expires_at": expires_at}
 
 

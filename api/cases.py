@@ -15,7 +15,7 @@ from flask_smorest import Blueprint
 from api.auth import current_actor
 from api.extensions import db
 from api.idempotency import idempotent
-from api.problems import problem
+from api.problems import MAX_ID, problem
 from api.schemas import (
     CaseEventSchema,
     CaseListSchema,
@@ -72,10 +72,10 @@ def decode_cursor(cursor: str) -> int:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         value = json.loads(base64.urlsafe_b64decode(padded))["before"]
-        if not isinstance(value, int):
+        if type(value) is not int or not 1 <= value <= MAX_ID:  # bool is an int too
             raise TypeError
         return value
-    except (ValueError, KeyError, TypeError, binascii.Error):
+    except (ValueError, KeyError, TypeError, IndexError, binascii.Error):
         raise ValidationFailed.field("cursor", "not a cursor this API gave out") from None
 
 

@@ -23,7 +23,10 @@ class PersonBriefSchema(Schema):
     id_number = fields.String(metadata={"description": "masked (first 6, last 4) unless your role needs it"})
     id_number_masked = fields.Boolean()
     sex = fields.String(metadata={"description": "M or F, from the ID number"})
-    birth_date = fields.Date()
+    age = fields.Integer(metadata={"description": "completed years today"})
+    birth_date = fields.Date(
+        metadata={"description": "only beside an unmasked ID number: with a masked one it would undo the mask"}
+    )
     village_code = fields.String()
     category = fields.String(validate=validate.OneOf(CATEGORIES))
     category_since = fields.Date()
@@ -90,6 +93,7 @@ class CaseQuerySchema(Schema):
 class NewCaseSchema(Schema):
     person_id = fields.Integer(
         required=True,
+        strict=True,
         validate=validate.Range(1, MAX_ID),
         metadata={"description": "a person in your area whose category the policy accepts (otherwise 422)"},
     )

@@ -1,15 +1,70 @@
 """Running the API under gunicorn: several worker processes, each building its own app with the
-factory it is given (this module imports nothing of the API)."""
+factory it is given (this module never imports the app factory: no import cycle with the CLI).
+
+The workers are gevent workers: each connection is a greenlet that waits for its request without
+holding anything, so clients that send half a request and stall (or trickle) cost a socket each,
+not a worker. With sync or gthread workers a handful of such clients take every worker (measured:
+50 stalled sockets, `/healthz` never answers; tests/gauntlet/test_stall.py)."""
 
 from __future__ import annotations
 
+import json
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Callable
+from contextlib import suppress
 from typing import Any
 
+from gunicorn import util
 from gunicorn.app.base import BaseApplication
+from gunicorn.http import errors as http_errors
+from gunicorn.workers.ggevent import GeventWorker
+
+from api.problems import MEDIA_TYPE, PROBLEM_TYPE_BASE
+
+# gunicorn's own refusals, before the application sees the request (the rest of ParseException: 400).
+_REFUSALS: tuple[tuple[type[Exception], int, str], ...] = (
+    (http_errors.LimitRequestLine, 414, "URI Too Long"),
+    (http_errors.LimitRequestHeaders, 431, "Request Header Fields Too Large"),
+    (http_errors.UnsupportedTransferCoding, 501, "Not Implemented"),
+    (http_errors.ExpectationFailed, 417, "Expectation Failed"),
+    (http_errors.ForbiddenProxyRequest, 403, "Forbidden"),
+)
+
+
+class ProblemWorker(GeventWorker):
+    """gunicorn's gevent worker, with its own errors (a malformed request, a URI or headers too
+    long) answered as problem+json like every other error, and logged without the URI, which may
+    carry names. A worker killed for a timeout cannot answer at all: the connection just closes."""
+
+    def handle_error(self, req, client, addr, exc) -> None:
+        status, title = 500, "Internal Server Error"
+        if isinstance(exc, http_errors.ParseException) and not isinstance(
+            exc, (http_errors.InvalidResponseHeader, http_errors.InvalidResponseHeaderName)
+        ):
+            status, title = next(((s, t) for kind, s, t in _REFUSALS if isinstance(exc, kind)), (400, "Bad Request"))
+            self.log.warning("refused a malformed request: %s", type(exc).__name__)
+        else:
+            self.log.error("error handling a request: %s", type(exc).__name__)
+        detail = f"{title.lower()}: {type(exc).__name__}" if status < 500 else "the server could not handle the request"
+        body = json.dumps(
+            {"type": PROBLEM_TYPE_BASE + str(status), "title": title, "status": status, "detail": detail}
+        ).encode()
+        head = (
+            f"HTTP/1.1 {status} {title}\r\nConnection: close\r\nContent-Type: {MEDIA_TYPE}\r\n"
+            f"Content-Length: {len(body)}\r\nCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n\r\n"
+        )
+        with suppress(Exception):
+            util.write_nonblock(client, head.encode("latin-1") + body)
+            # A lingering close: read what the client is still sending (a 9 kB URI, say) so closing
+            # with unread data does not reset the connection before the client reads the answer.
+            client.shutdown(socket.SHUT_WR)
+            client.settimeout(0.5)
+            drained = 0
+            while drained < 1 << 16 and (chunk := client.recv(8192)):
+                drained += len(chunk)
 
 
 class _Server(BaseApplication):
@@ -24,7 +79,23 @@ class _Server(BaseApplication):
 
     def load(self):
         # Built in each worker after fork: database connections are never shared across processes.
+        _cooperative_psycopg()
         return self.factory()
+
+
+def _cooperative_psycopg() -> None:
+    """psycopg chooses how to wait for the server when it is first imported, and picks its C wait
+    (which blocks the whole process) unless gevent has patched ``select`` by then. The master
+    imported it before the worker was patched, so choose the wait psycopg would have chosen:
+    ``wait_select`` calls the patched ``select.select`` and lets other greenlets run, so a query
+    waiting on a row lock cannot freeze the greenlet that holds the lock."""
+    from gevent import monkey
+
+    if not monkey.is_module_patched("select"):  # not a gevent worker
+        return
+    import psycopg.waiting
+
+    psycopg.waiting.wait = psycopg.waiting.wait_select
 
 
 def run(host: str, port: int, workers: int, factory: Callable[[], Any]) -> None:
@@ -47,7 +118,10 @@ def _serve(host: str, port: int, workers: int, factory: Callable[[], Any]) -> No
         {
             "bind": f"{host}:{port}",
             "workers": workers,
-            "threads": int(os.environ.get("CASEWORK_THREADS", _default_threads())),
+            # CASEWORK_WORKER_CLASS=gthread restores the threaded workers (for comparison only).
+            "worker_class": os.environ.get("CASEWORK_WORKER_CLASS", "api.server.ProblemWorker"),
+            # Connections (not requests in flight) per worker; a stalled client holds only one.
+            "worker_connections": int(os.environ.get("CASEWORK_CONNECTIONS", "1000")),
             "timeout": int(os.environ.get("CASEWORK_TIMEOUT", "30")),
             "accesslog": "-",
             # The access log shows paths and status only: no query strings, which may carry names.
@@ -55,10 +129,3 @@ def _serve(host: str, port: int, workers: int, factory: Callable[[], Any]) -> No
         },
         factory,
     ).run()
-
-
-def _default_threads() -> str:
-    """SQLite has one writer at a time: extra threads per worker only queue on its lock (measured in
-    docs/performance.md: p99 at 8 clients 894 ms with 4 threads, 91 ms with 1). PostgreSQL gets 4."""
-    url = os.environ.get("DATABASE_URL", "")
-    return "4" if url.startswith(("postgres://", "postgresql")) else "1"

@@ -20,6 +20,9 @@ from workflows.money import KINDS, LAYERS
 bp = Blueprint("settlements", __name__, url_prefix="/api/v1", description="Bills, floors and county figures")
 
 
+# Up to 13 digits of yuan: far above any bill, far below the 64-bit fen the column stores.
+
+
 class Money(fields.Field):
     """Yuan as a decimal string ("1234.50"): exact, never a float."""
 
@@ -60,8 +63,13 @@ class NewSettlementSchema(Schema):
     kind = fields.String(load_default="inpatient", validate=validate.OneOf(KINDS))
     admitted_at = fields.AwareDateTime(load_default=None, allow_none=True)
     discharged_at = fields.AwareDateTime(required=True)
-    referral_compliant = fields.Boolean(required=True, metadata={"description": "the stay followed referral rules"})
-    special_treatment = fields.Boolean(required=True, metadata={"description": "single-disease price stay (单病种)"})
+    # strict: JSON true or false only, never "yes", "on" or 1
+    referral_compliant = fields.Boolean(
+        required=True, truthy={True}, falsy={False}, metadata={"description": "the stay followed referral rules"}
+    )
+    special_treatment = fields.Boolean(
+        required=True, truthy={True}, falsy={False}, metadata={"description": "single-disease price stay (单病种)"}
+    )
     total = Money(required=True)
     in_policy = Money(required=True, metadata={"description": "the part within the insurance catalogue"})
     basic_insurance = Money(load_default=Decimal("0.00"))

@@ -285,13 +285,15 @@ class AuthToken(Base):
 
 
 class LoginFailure(Base):
-    """Failed logins per username (known or not), for throttling across every API worker."""
+    """Failed logins per username (known or not) and client address, for throttling across every
+    API worker: guesses from one address slow that address down, not the account's owner."""
 
     __tablename__ = "login_failures"
-    __table_args__ = (Index(None, "username", "at"),)
+    __table_args__ = (Index(None, "username", "client", "at"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     username: Mapped[str] = mapped_column(String(80))
+    client: Mapped[str] = mapped_column(String(64), server_default="")
     at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
@@ -299,7 +301,7 @@ class AccessLog(Base):
     """Who read a full person record (unmasked ID number), when: PIPL asks for it."""
 
     __tablename__ = "access_log"
-    __table_args__ = (Index(None, "person_id", "at"),)
+    __table_args__ = (Index(None, "person_id", "at"), Index("ix_access_log_username_id", "username", "id"))
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))

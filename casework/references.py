@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any
+
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
-from casework.models import ExpertGroup, ExpertGroupPartner, Hospital, HospitalDesignation, OrgUnit
+from casework.models import CaseEvent, ExpertGroup, ExpertGroupPartner, Hospital, HospitalDesignation, OrgUnit
 from workflows.case_machine import ExpertGroupRef, HospitalRef
 
 
@@ -36,6 +39,14 @@ class DatabaseReferences:
 
     def is_partner(self, group_code: str, hospital_code: str) -> bool:
         return self.session.get(ExpertGroupPartner, (group_code, hospital_code)) is not None
+
+    def admitted_at(self, case: Any) -> datetime | None:
+        return self.session.scalar(
+            select(CaseEvent.occurred_at)
+            .where(CaseEvent.case_id == case.id, CaseEvent.event == "admit")
+            .order_by(CaseEvent.seq.desc())
+            .limit(1)
+        )
 
 
 def region_chain(session: Session, code: str) -> list[OrgUnit]:

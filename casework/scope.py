@@ -74,7 +74,8 @@ def person_scope(actor: Actor) -> ColumnElement[bool]:
 
 def org_subtree(code: str) -> Select[tuple[str]]:
     """The region and every org unit below it, by walking the tree in SQL."""
-    tree = select(OrgUnit.code).where(OrgUnit.code == code).cte("tree", recursive=True)
+    # Anonymous: one query may hold two subtrees (the scope and a region filter), each its own CTE.
+    tree = select(OrgUnit.code).where(OrgUnit.code == code).cte(recursive=True)
     tree = tree.union_all(select(OrgUnit.code).where(OrgUnit.parent_code == tree.c.code))
     return select(tree.c.code)
 

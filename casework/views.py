@@ -5,7 +5,7 @@ The API serialises these dicts and the console renders them; neither builds its 
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from casework.actor import Actor
@@ -16,19 +16,31 @@ from workflows.case_machine import STATE_LABELS, allowed_events
 from workflows.policy_pack import packs
 
 
-def person_view(person: Person, id_number: str, masked: bool) -> dict[str, Any]:
-    """A person as callers see them, with the ID number as the caller may see it."""
-    return {
+def person_view(person: Person, id_number: str, masked: bool, today: date | None = None) -> dict[str, Any]:
+    """A person as callers see them, with the ID number as the caller may see it.
+
+    The mask hides exactly the eight birth-date digits, so a masked view never carries the birth
+    date: it carries the age in years, which is what eligibility and age limits need (with the
+    check character, an age leaves some sixty candidates, not one)."""
+    view: dict[str, Any] = {
         "id": person.id,
         "name": person.name,
         "id_number": id_number,
         "id_number_masked": masked,
         "sex": person.sex,
-        "birth_date": person.birth_date,
+        "age": age_on(person.birth_date, today or date.today()),
         "village_code": person.village_code,
         "category": person.category,
         "category_since": person.category_since,
     }
+    if not masked:
+        view["birth_date"] = person.birth_date
+    return view
+
+
+def age_on(born: date, day: date) -> int:
+    """Completed years on ``day``."""
+    return day.year - born.year - ((day.month, day.day) < (born.month, born.day))
 
 
 def case_view(case: Case, actor: Actor, now: datetime, full_id: bool = False) -> dict[str, Any]:

@@ -140,6 +140,7 @@ class References(Protocol):
     def expert_group(self, code: str) -> ExpertGroupRef | None: ...
     def is_designated(self, hospital_code: str, policy_code: str, disease_code: str) -> bool: ...
     def is_partner(self, group_code: str, hospital_code: str) -> bool: ...
+    def admitted_at(self, case: CaseLike) -> datetime | None: ...
 
 
 @dataclass
@@ -211,8 +212,12 @@ def _check_resistance(rule: str, dst: Mapping[str, Any] | None, secondary: list[
 
 
 def diagnosing_hospital_exists(ctx: EventContext) -> None:
-    if ctx.refs.hospital(ctx.data["diagnosed_by"]) is None:
+    hospital = ctx.refs.hospital(ctx.data["diagnosed_by"])
+    if hospital is None:
         raise GuardFailed("diagnosed_by", "no such hospital")
+    # Region codes (GB/T 2260) start with the province: the policy pays for diagnoses in its province.
+    if hospital.region_code[:2] != ctx.case.province_code[:2]:
+        raise GuardFailed("diagnosed_by", "is a hospital of another province")
 
 
 def hospital_designated(ctx: EventContext) -> None:
@@ -282,6 +287,13 @@ def step_time_valid(field_name: str) -> Guard:
 
     guard.__name__ = f"{field_name}_not_in_future"
     return guard
+
+
+def discharged_after_admission(ctx: EventContext) -> None:
+    # The latest admission: a consultation in between restarts the step, not the stay.
+    admitted = ctx.refs.admitted_at(ctx.case)
+    if admitted is not None and ctx.data["discharged_at"] < admitted:
+        raise GuardFailed("discharged_at", "lies before the admission")
 
 
 # --- effects: what a transition writes on the case besides its state -----------------------------
@@ -381,7 +393,7 @@ RULES: dict[str, EventRule] = {
             TREATED,
             {"hospital": Relation.ASSIGNED_HOSPITAL},
             schemas.DischargeData,
-            guards=(step_time_valid("discharged_at"),),
+            guards=(step_time_valid("discharged_at"), discharged_after_admission),
             step_time_field="discharged_at",
         ),
         EventRule(

@@ -241,6 +241,8 @@ def acknowledge(session: Session, actor: Actor, alert_id: int, now: datetime | N
         )
         if alert is None:
             raise NotFound(f"no alert {alert_id}")
+        if actor.role == "supervisor":
+            raise Forbidden("supervisors read alerts; the org unit that must act acknowledges them")
         if actor.role != "admin" and alert.org_unit_code != actor.org_unit_code:
             raise Forbidden("only the org unit the alert is with may acknowledge it")
         if alert.status == "open":

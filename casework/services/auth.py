@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from datetime import datetime, timedelta
+from functools import cache
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
@@ -13,8 +14,8 @@ from casework.actor import Actor
 from casework.db import utcnow, write_transaction
 from casework.errors import CaseworkError
 from casework.models import AuthToken, LoginFailure, User
-from casework.passwords import verify_password
-from casework.services.users import actor_for
+from casework.passwords import hash_password, verify_password
+from casework.services.users import actor_for, normalise_username
 
 TOKEN_LIFETIME = timedelta(hours=12)
 THROTTLE_WINDOW = timedelta(minutes=15)
@@ -36,31 +37,51 @@ def _digest(token: str) -> str:
 
 
 def issue_token(
-    session: Session, username: str, password: str, now: datetime | None = None, lifetime: timedelta = TOKEN_LIFETIME
+    session: Session,
+    username: str,
+    password: str,
+    now: datetime | None = None,
+    lifetime: timedelta = TOKEN_LIFETIME,
+    client: str = "",
 ) -> tuple[str, datetime]:
+    """Log in from ``client`` (the caller's address).
+
+    Failures count per username *and* client: a stranger's guesses slow the stranger down and never
+    lock the owner out elsewhere (the owner's correct password works from their own address).
+    Unknown names are checked against a dummy hash, so they answer in the time a wrong password
+    takes. The hash is checked outside any transaction: Argon2 takes tens of milliseconds, and on
+    SQLite a write transaction would hold the one write lock all that time."""
     now = now or utcnow()
+    username = normalise_username(username) or username
+    client = client[:64]
+    since = now - THROTTLE_WINDOW
+    mine = (LoginFailure.username == username, LoginFailure.client == client, LoginFailure.at > since)
+    failures, oldest = session.execute(select(func.count(), func.min(LoginFailure.at)).where(*mine)).one()
+    if failures >= THROTTLE_AFTER:
+        session.rollback()
+        raise LoginThrottled(max(1, int((oldest + THROTTLE_WINDOW - now).total_seconds()) + 1))
+    row = session.execute(
+        select(User.id, User.password_hash).where(User.username == username, User.active.is_(True))
+    ).first()
+    session.rollback()  # end the read before hashing: no snapshot or lock is held meanwhile
+    ok = verify_password(row.password_hash if row else _dummy_hash(), password) and row is not None
     with write_transaction(session):
-        since = now - THROTTLE_WINDOW
-        failures = session.scalar(
-            select(func.count())
-            .select_from(LoginFailure)
-            .where(LoginFailure.username == username, LoginFailure.at > since)
-        )
-        if failures >= THROTTLE_AFTER:
-            oldest = session.scalar(
-                select(func.min(LoginFailure.at)).where(LoginFailure.username == username, LoginFailure.at > since)
-            )
-            raise LoginThrottled(max(1, int((oldest + THROTTLE_WINDOW - now).total_seconds()) + 1))
-        user = session.scalar(select(User).where(User.username == username, User.active.is_(True)))
-        if user is None or not verify_password(user.password_hash, password):
-            session.add(LoginFailure(username=username, at=now))
-            session.commit()  # the failure must count even though we raise
-            raise AuthenticationFailed("wrong username or password")
-        session.execute(delete(LoginFailure).where(LoginFailure.username == username))
-        token = secrets.token_urlsafe(32)
-        expires_at = now + lifetime
-        session.add(AuthToken(token_hash=_digest(token), user_id=user.id, issued_at=now, expires_at=expires_at))
+        if not ok:
+            session.add(LoginFailure(username=username, client=client, at=now))
+        else:
+            session.execute(delete(LoginFailure).where(*mine[:2]))
+            token = secrets.token_urlsafe(32)
+            expires_at = now + lifetime
+            session.add(AuthToken(token_hash=_digest(token), user_id=row.id, issued_at=now, expires_at=expires_at))
+    if not ok:
+        raise AuthenticationFailed("wrong username or password")
     return token, expires_at
+
+
+@cache
+def _dummy_hash() -> str:
+    """A hash of a random password, to spend on unknown usernames the time a real check takes."""
+    return hash_password(secrets.token_urlsafe(16))
 
 
 def authenticate(session: Session, token: str, now: datetime | None = None) -> Actor:

@@ -20,13 +20,16 @@ from casework.db import flush_or_conflict, insert_ignoring_conflicts, utcnow, wr
 from casework.errors import Conflict, Forbidden, NotFound, ValidationFailed, VersionMismatch
 from casework.models import Case, CaseEvent, CaseHolder, Person
 from casework.references import DatabaseReferences, region_chain
-from casework.scope import case_scope, in_subtree
+from casework.scope import case_scope, person_scope
 from casework.services.alerts import resolve_for_case
 from workflows import case_machine as machine
 from workflows.deadlines import due_at
 from workflows.policy_pack import pack_for, packs
 
 SCREENERS = ("county_coordinator", "village_doctor", "hospital")
+# Entries in a case's history that record a change beside the workflow (a follow-up visit moving
+# the deadline): they keep the state, take a seq like any event, and replay steps over them.
+VISIT_EVENT = "record_visit"
 
 Within = Callable[[Session, Case], None]
 
@@ -54,8 +57,10 @@ def screen(
         raise ValidationFailed.field("screened_at", "lies in the future")
 
     with write_transaction(session):
-        person = session.get(Person, person_id)
-        if person is None or not _may_screen(session, actor, person):
+        person = _screenable_person(session, actor, person_id)
+        if person is None:
+            # One answer for absent and out-of-area persons, given before anything about the person
+            # (policy, category, open cases) is looked at: screening is no probe beyond one's area.
             raise ValidationFailed.field("person_id", "no such person in your area")
         regions = {unit.kind: unit.code for unit in region_chain(session, person.village_code)}
         pack = pack_for([regions.get(k, "") for k in ("county", "city", "province")], screened_at.date())
@@ -209,6 +214,9 @@ def replay(session: Session, case_id: int) -> Replayed:
                 raise ValueError(f"case {case_id}: history does not start with screening")
             rebuilt = Replayed(machine.SCREENED, 1, disease_code=row.data["disease_code"])
             continue
+        if row.event == VISIT_EVENT and row.from_state == row.to_state == rebuilt.state:
+            rebuilt.version += 1
+            continue
         if row.from_state != rebuilt.state:
             raise ValueError(
                 f"case {case_id} seq {row.seq}: recorded from {row.from_state}, replay is in {rebuilt.state}"
@@ -291,12 +299,10 @@ def _hold(session: Session, case_id: int, org_unit_code: str) -> None:
     session.execute(statement.on_conflict_do_nothing())
 
 
-def _may_screen(session: Session, actor: Actor, person: Person) -> bool:
-    if actor.role == "hospital":
-        # Hospitals find cases among their own patients, who come from the hospital's province.
-        hospital_province = region_chain(session, actor.org_unit_code)[-1].code
-        return in_subtree(session, person.village_code, hospital_province)
-    return in_subtree(session, person.village_code, actor.org_unit_code)
+def _screenable_person(session: Session, actor: Actor, person_id: int) -> Person | None:
+    """The person, if the actor may already see them: residents of its region, or for a hospital
+    the patients of cases it holds (it cannot screen its way into a stranger's record)."""
+    return session.scalar(select(Person).where(Person.id == person_id, person_scope(actor)))
 
 
 def _age_on(person: Person, at: datetime) -> int:

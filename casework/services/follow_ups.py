@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -13,11 +13,15 @@ from casework.db import utcnow, write_transaction
 from casework.errors import Conflict, Forbidden, ValidationFailed
 from casework.models import CaseEvent, FollowUpVisit
 from casework.services.alerts import resolve_for_case
-from casework.services.cases import get_case, lock_case
+from casework.services.cases import VISIT_EVENT, get_case, lock_case
+from casework.services.cases import _append_event as append_event
 from workflows.case_machine import FOLLOW_UP, allowed_events
 from workflows.policy_pack import packs
 
 VISITORS = ("hospital", "village_doctor", "county_coordinator")
+# The next visit falls due within a year of this one: follow-up intervals are weeks or months, and
+# a far date would silence the missed-visit alert for good.
+MAX_NEXT_VISIT = timedelta(days=366)
 
 
 def interval_days(session: Session, case_id: int, disease_default: int) -> int:
@@ -61,6 +65,8 @@ def record_visit(
         )
         if due <= visited_at:
             raise ValidationFailed.field("next_due_at", "must come after the visit")
+        if due > visited_at + MAX_NEXT_VISIT:
+            raise ValidationFailed.field("next_due_at", f"must lie within {MAX_NEXT_VISIT.days} days of the visit")
         visit = FollowUpVisit(
             case_id=case.id,
             visited_at=visited_at,
@@ -71,10 +77,33 @@ def record_visit(
             recorded_at=now,
         )
         session.add(visit)
+        previous_due = case.due_at
         case.due_at = due + timedelta(days=pack.deadlines_days["follow_up_grace"])
         case.updated_at = now
+        # The visit moves the case's deadline: the history says so (an audit entry, no state change).
+        case.version += 1
+        append_event(
+            session,
+            case,
+            VISIT_EVENT,
+            case.state,
+            actor,
+            now,
+            visited_at,
+            {
+                "visited_at": _iso(visited_at),
+                "next_due_at": _iso(due),
+                "previous_due_at": _iso(previous_due) if previous_due else None,
+                "due_at": _iso(case.due_at),
+            },
+            None,
+        )
         resolve_for_case(session, case.id, now)
     return visit
+
+
+def _iso(at: datetime) -> str:
+    return at.astimezone(UTC).isoformat()
 
 
 def list_visits(session: Session, actor: Actor, case_id: int) -> Sequence[FollowUpVisit]:

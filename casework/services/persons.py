@@ -17,6 +17,10 @@ from casework.scope import in_subtree, person_scope
 from workflows.policy_pack import CATEGORIES
 
 REGISTRARS = ("admin", "county_coordinator", "village_doctor")
+DUPLICATE_ELSEWHERE = (
+    "this ID number is registered outside your area; the county coordinator of the person's"
+    " registered residence can move the person to your area"
+)
 
 
 def register_person(
@@ -53,6 +57,11 @@ def register_person(
             raise ValidationFailed.field("village_code", "outside your area")
         existing = session.scalar(select(Person.id).where(Person.id_number == resident.number))
         if existing is not None:
+            visible = session.scalar(select(Person.id).where(Person.id == existing, person_scope(actor)))
+            if visible is None:
+                # The caller holds the person's ID card, so the number's being taken is no news; where
+                # the record is, whose it is and what it says stay with the area that holds it.
+                raise Conflict(DUPLICATE_ELSEWHERE)
             raise Conflict("a person with this ID number is already registered", location=f"/api/v1/persons/{existing}")
         person = Person(
             id_number=resident.number,
@@ -65,7 +74,7 @@ def register_person(
         )
         session.add(person)
         # A concurrent registration of the same ID may have won the race.
-        flush_or_conflict(session, "a person with this ID number is already registered")
+        flush_or_conflict(session, DUPLICATE_ELSEWHERE)
         if within is not None:
             within(session, person)
     return person

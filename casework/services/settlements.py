@@ -19,7 +19,7 @@ from casework.services.alerts import resolve_for_case
 from casework.services.assistance import paid_in_year, raise_if_due
 from casework.services.cases import get_case, lock_case
 from casework.services.eligibility import category_entry_on
-from workflows.case_machine import TREATED
+from workflows.case_machine import TERMINAL_STATES, TREATED
 from workflows.money import LAYERS, Assessment, Bill, YearPosition, YearToDate, assess, bill_errors, expected_layers
 from workflows.money import year_position as position_for_year
 from workflows.policy_pack import PolicyPack, packs
@@ -115,8 +115,13 @@ def record_settlement(
         raise ValidationFailed(errors, "the bill does not add up")
     with write_transaction(session):
         case = lock_case(session, case_id, actor)  # scope: hospitals see the cases they hold or held
+        if case.hospital_code != actor.org_unit_code:
+            raise Forbidden("only the hospital now treating the patient records bills on the case")
+        if case.state in TERMINAL_STATES:
+            raise Conflict(f"the case is {case.state}: no more bills")
+        # Outpatient bills too: the special-treatment programme pays for care of an admitted case.
         admitted = session.scalar(select(exists().where(CaseEvent.case_id == case.id, CaseEvent.event == "admit")))
-        if kind == "inpatient" and not admitted:
+        if not admitted:
             raise Conflict("the case has no admission to settle")
         context = _context(session, case, actor.org_unit_code, discharged_at.astimezone(CHINA).date())
         result = _assess(bill, case, context)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+import re
+import unicodedata
+
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from casework.actor import Actor
 from casework.db import write_transaction
 from casework.errors import Conflict, Forbidden, ValidationFailed
 from casework.models import ROLES, OrgUnit, User
-from casework.passwords import hash_password
+from casework.passwords import hash_password, password_problem
 
 # Which kind of org unit each role belongs to.
 ROLE_ORG_KINDS = {
@@ -21,7 +24,29 @@ ROLE_ORG_KINDS = {
     "expert": ("expert_group",),
 }
 
-MIN_PASSWORD_LENGTH = 10
+# After NFKC and lower-casing: ASCII letters, digits and . _ @ - only. Names are typed by people
+# from a list the admin hands out; ASCII rules out look-alike letters of other scripts.
+_USERNAME = re.compile(r"^[a-z0-9][a-z0-9._@-]{0,79}$")
+# Look-alikes left inside ASCII, folded to one letter for the duplicate check ("rn" reads as "m").
+_CONFUSABLE = (("rn", "m"), ("0", "o"), ("1", "l"), ("i", "l"), ("_", "."), ("-", "."))
+
+
+def normalise_username(username: str) -> str | None:
+    """The canonical form of a user name, or None when it is not a valid one."""
+    name = unicodedata.normalize("NFKC", username).strip().lower()
+    return name if _USERNAME.match(name) else None
+
+
+def _skeleton(expression):
+    for seen, folded in _CONFUSABLE:
+        expression = func.replace(expression, seen, folded)
+    return expression
+
+
+def _skeleton_of(name: str) -> str:
+    for seen, folded in _CONFUSABLE:
+        name = name.replace(seen, folded)
+    return name
 
 
 def create_user(
@@ -32,21 +57,25 @@ def create_user(
         raise Forbidden("only administrators create users")
     if role not in ROLES:
         raise ValidationFailed.field("role", f"must be one of {', '.join(ROLES)}")
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise ValidationFailed.field("password", f"must be at least {MIN_PASSWORD_LENGTH} characters")
-    username = username.strip()
-    if not username:
-        raise ValidationFailed.field("username", "must not be empty")
+    name = normalise_username(username)
+    if name is None:
+        raise ValidationFailed.field("username", "1 to 80 of a-z, 0-9 and . _ @ -, starting with a letter or digit")
+    problem = password_problem(password, name)
+    if problem:
+        raise ValidationFailed.field("password", problem)
     with write_transaction(session):
         kinds = ROLE_ORG_KINDS[role]
         if kinds is not None:
             unit = session.get(OrgUnit, org_unit or "")
             if unit is None or unit.kind not in kinds:
                 raise ValidationFailed.field("org_unit", f"a {role} belongs to a {' or '.join(kinds)}")
-        if session.scalar(select(User.id).where(User.username == username)):
-            raise Conflict(f"user {username} exists")
+        if session.scalar(select(User.id).where(User.username == name)):
+            raise Conflict(f"user {name} exists")
+        # A name that reads like an existing one ("rn" for "m", "0" for "o") invites impersonation.
+        if session.scalar(select(User.id).where(_skeleton(func.lower(User.username)) == _skeleton_of(name)).limit(1)):
+            raise ValidationFailed.field("username", "too much like an existing user name")
         user = User(
-            username=username,
+            username=name,
             password_hash=hash_password(password),
             role=role,
             org_unit_code=org_unit if kinds else None,

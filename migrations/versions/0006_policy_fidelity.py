@@ -1,7 +1,7 @@
 """policy fidelity: hospital grade, the category of exits outside the support period, assistance review chain
 
 Revision ID: 0006
-Revises: 0004
+Revises: 0005
 Create Date: 2026-11-23 15:10:00
 
 """

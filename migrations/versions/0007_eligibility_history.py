@@ -1,7 +1,7 @@
 """eligibility history (person_categories) and the lost-eligibility flag on cases
 
 Revision ID: 0007
-Revises: 0004
+Revises: 0006
 Create Date: 2026-11-23 15:00:00
 
 """
@@ -17,7 +17,7 @@ depends_on = None
 
 CATEGORIES = (
     "poor_not_exited", "poor_newly_identified", "poor_exited_2014_2015", "poor_exited_supported",
-    "subsistence", "extreme_poverty", "marginal", "hardship",
+    "poor_exited_unsupported", "subsistence", "extreme_poverty", "marginal", "hardship",
 )
 
 

@@ -1,7 +1,7 @@
 """console work queues: cases by county or hospital, state and deadline
 
 Revision ID: 0010
-Revises: 0004
+Revises: 0008
 Create Date: 2026-11-23 15:30:00
 
 The console's home pages show, per state, the most urgent cases of a county or a hospital; these
@@ -12,7 +12,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = '0010'
-down_revision = '0007'
+down_revision = '0008'
 branch_labels = None
 depends_on = None
 

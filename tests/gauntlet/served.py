@@ -33,8 +33,9 @@ def served_url(db_url: str) -> str:
 
 class Server:
     def __init__(
-        self, db_url: str, log_dir: Path, env: dict[str, str] | None = None, workers: int = WORKERS
+        self, db_url: str, log_dir: Path, env: dict[str, str | None] | None = None, workers: int = WORKERS
     ) -> None:
+        """``env`` overrides the gauntlet's settings; a ``None`` value leaves the server's default."""
         self.db_url = db_url
         self.env = env or {}
         self.workers = workers
@@ -51,8 +52,10 @@ class Server:
             "CASEWORK_WORKERS": str(self.workers),
             "CASEWORK_THREADS": "4",
             "CASEWORK_SCHEDULER": "off",
-            **self.env,
+            **{k: v for k, v in self.env.items() if v is not None},
         }
+        for name in [k for k, v in self.env.items() if v is None]:
+            env.pop(name, None)
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "api.cli", "serve", "--port", str(self.port)],

@@ -90,6 +90,9 @@ class FakeRefs:
     def is_partner(self, group_code, hospital_code):
         return (group_code, hospital_code) in self.partners
 
+    def admitted_at(self, case):
+        return getattr(case, "admitted_at", None)
+
 
 def ctx(case, data, actor=None):
     return m.EventContext(case, actor or FakeActor("county_coordinator", "533124"), data, PACK, FakeRefs(), NOW)
