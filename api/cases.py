@@ -89,11 +89,11 @@ class Cases(MethodView):
             "next_cursor": encode_cursor(next_before) if next_before else None,
         }
 
+    @idempotent
     @bp.arguments(NewCaseSchema)
     @bp.response(201, CaseSchema)
     @bp.alt_response(403, description="your role may not screen cases")
     @bp.alt_response(409, description="the person already has an open case for this disease")
-    @idempotent
     def post(self, new):
         """Screen a case (筛查发现): a person, a disease of the policy in force, when it was found."""
         return _case_response(screen(db.session(), current_actor(), **new), 201)
@@ -116,6 +116,7 @@ class CaseEvents(MethodView):
         """The case's full history, oldest first."""
         return case_events(db.session(), current_actor(), case_id)
 
+    @idempotent
     @bp.arguments(EventRequestSchema)
     @bp.response(200, CaseSchema)
     @bp.alt_response(403, description="your role may not fire this event on this case")
@@ -140,7 +141,6 @@ class CaseEvents(MethodView):
             },
         ]
     )
-    @idempotent
     def post(self, body, case_id):
         """Fire an event on the case: confirm, assign, admit, refer, … (see the state diagram)."""
         version, error = _expected_version()

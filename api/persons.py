@@ -16,10 +16,10 @@ bp = Blueprint("persons", __name__, url_prefix="/api/v1", description="Residents
 
 @bp.route("/persons")
 class Persons(MethodView):
+    @idempotent
     @bp.arguments(NewPersonSchema)
     @bp.response(201, PersonBriefSchema)
     @bp.alt_response(409, description="this ID number is registered already (Location names the person)")
-    @idempotent
     def post(self, new):
         """Register a resident; birth date and sex come from the ID number."""
         view = register_person(db.session(), current_actor(), **new)
