@@ -131,9 +131,11 @@ class _Claim:
             "created_at": self.now,
             "expires_at": self.now + ttl,
         }
-        dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-        # RETURNING, not rowcount: the ORM's insert path reports -1 rows on psycopg.
-        inserted = session.execute(
+        connection = session.connection()
+        dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+        # Core, on the session's connection (the pending access-log row is flushed at the commit);
+        # RETURNING, not rowcount, which psycopg reports as -1 here.
+        inserted = connection.execute(
             dialect.insert(IdempotencyRecord)
             .values(user_id=self.actor.user_id, key=self.key, **answer)
             .on_conflict_do_nothing()

@@ -35,7 +35,11 @@ class Money(fields.Field):
             raise ValidationError("not a decimal amount")
         if amount < 0:
             raise ValidationError("must not be negative")
-        if amount != amount.quantize(Decimal("0.01")):
+        try:
+            cents = amount.quantize(Decimal("0.01"))
+        except InvalidOperation:  # more digits than a decimal context holds (found by fuzzing: a 500)
+            raise ValidationError("too large an amount") from None
+        if amount != cents:
             raise ValidationError("has more than two decimals")
         return amount
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from typing import Any
 
-from marshmallow import ValidationError
+from marshmallow import Schema, ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session, joinedload
 
@@ -33,6 +34,7 @@ SCREENERS = ("county_coordinator", "village_doctor", "hospital")
 
 # What the case view shows beside the case row: loaded with it, in the same round trip.
 _VIEW_RELATIONS = (joinedload(Case.person), joinedload(Case.hospital), joinedload(Case.referral_group))
+_OPEN_STEP_ALERTS = open_step_alerts(Case.id)  # built once: a column of the lock query
 
 
 def screen(
@@ -148,7 +150,7 @@ def fire(
         except machine.GuardFailed as exc:
             raise ValidationFailed.field(exc.field, exc.message) from None
 
-        stored = rule.data_schema().dump(loaded)
+        stored = _data_schema(event).dump(loaded)
         step_at = loaded[rule.step_time_field] if rule.step_time_field else now
         case.version += 1
         case.entered_state_at = step_at
@@ -261,7 +263,7 @@ def _lock_for_event(session: Session, case_id: int, actor: Actor) -> tuple[Case,
     """The case row locked as ``lock_case`` does, with everything its view shows and whether it has
     open overdue alerts (which the event then resolves), in one round trip."""
     row = session.execute(
-        select(Case, open_step_alerts(Case.id))
+        select(Case, _OPEN_STEP_ALERTS)
         .options(*_VIEW_RELATIONS)
         .where(Case.id == case_id, case_scope(actor))
         .with_for_update(of=Case)
@@ -289,7 +291,7 @@ def _load_data(rule: machine.EventRule, data: dict[str, Any], reason: str | None
     if not isinstance(data, dict):
         raise ValidationFailed.field("data", "must be an object")
     try:
-        loaded: dict[str, Any] = rule.data_schema().load(data)
+        loaded: dict[str, Any] = _data_schema(rule.name).load(data)
     except ValidationError as exc:
         raise ValidationFailed({f"data.{k}": _messages(v) for k, v in exc.messages_dict.items()}) from None
     reason = (reason or "").strip() or (loaded.pop("reason", None) or "").strip() or None
@@ -297,6 +299,13 @@ def _load_data(rule: machine.EventRule, data: dict[str, Any], reason: str | None
     if rule.needs_reason and not reason:
         raise ValidationFailed.field("reason", f"{rule.name} needs a reason")
     return loaded, reason
+
+
+@cache
+def _data_schema(event: str) -> Schema:
+    """One instance per event's data schema, built once: marshmallow schemas keep no state between
+    load and dump calls, and building one costs more than using it."""
+    return machine.RULES[event].data_schema()
 
 
 def _messages(value: Any) -> list[str]:
