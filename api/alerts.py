@@ -103,10 +103,10 @@ class FollowUps(MethodView):
         """The case's follow-up visits, oldest first."""
         return list_visits(db.session(), current_actor(), case_id)
 
+    @idempotent
     @bp.arguments(NewVisitSchema)
     @bp.response(201, VisitSchema)
     @bp.alt_response(409, description="the case is not in follow-up")
-    @idempotent
     def post(self, visit, case_id):
         """Record a follow-up visit; the next one falls due after the case's interval."""
         return record_visit(db.session(), current_actor(), case_id, **visit), 201

@@ -11,11 +11,13 @@ from api.contract import ORG_UNIT_CODE
 from api.extensions import db
 from api.problems import problem
 from casework.actor import Actor
+from casework.db import begin_write
 from casework.models import ROLES
 from casework.services.auth import AuthenticationFailed, authenticate, issue_token, revoke_token
 from casework.services.users import create_user
 
 PUBLIC_PATHS = ("/api/v1/auth/token", "/api/v1/openapi.json", "/api/v1/docs")
+WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 
 bp = Blueprint("auth", __name__, url_prefix="/api/v1", description="Logins and users")
 
@@ -36,8 +38,14 @@ def authenticate_request():
             "unauthorized",
             headers={"WWW-Authenticate": "Bearer"},
         )
+    session = db.session()
+    if request.method in WRITE_METHODS:
+        # The request's one transaction starts here, as a write: on SQLite BEGIN IMMEDIATE before
+        # the token is read, so the service and the stored answer continue it instead of ending a
+        # read transaction and starting another.
+        begin_write(session)
     try:
-        g.actor = authenticate(db.session(), token.strip())
+        g.actor = authenticate(session, token.strip())
     except AuthenticationFailed as exc:
         return problem(401, "Unauthorized", exc.detail, "unauthorized", headers={"WWW-Authenticate": "Bearer"})
     g.token = token.strip()

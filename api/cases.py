@@ -26,39 +26,21 @@ from api.schemas import (
     ReferralQueueItemSchema,
     ReferralQueueQuerySchema,
 )
-from casework.actor import Actor
 from casework.db import utcnow
 from casework.errors import ValidationFailed
-from casework.models import Case
-from casework.privacy import log_full_read, may_see_full_id, record_full_read
-from casework.services.cases import case_events, fire, get_case, screen
+from casework.services.cases import case_events, fire, read_case, screen
 from casework.services.queries import CaseFilters, list_cases, referral_queue
 from casework.views import case_view
 
 bp = Blueprint("cases", __name__, url_prefix="/api/v1", description="Patient cases and their transitions")
 
 
-def _log_full_read_within(actor: Actor):
-    """For writes: the answer shows the full record, so log the read in the write's own commit."""
-
-    def within(session, case: Case) -> None:
-        if may_see_full_id(actor, case.county_code):
-            log_full_read(session, actor, case.person_id, "case")
-
-    return within
-
-
-def _case_response(case: Case, status: int = 200, read_logged: bool = False):
-    actor = current_actor()
-    body = case_view(case, actor, utcnow(), full_id=True)
-    if not body["person"]["id_number_masked"] and not read_logged:
-        record_full_read(db.session(), actor, case.person_id, "case")
-    # The ETag of the version the body shows: record_full_read commits, and a reload after it may
-    # see a newer version than the body (a client then sent that ETag with a stale state).
-    headers = {"ETag": f'"{body["version"]}"'}
+def _case_response(view: dict, status: int = 200):
+    """The case view a service built (and logged, if it shows the full ID), with its ETag."""
+    headers = {"ETag": f'"{view["version"]}"'}
     if status == 201:
-        headers["Location"] = f"/api/v1/cases/{case.id}"
-    return body, status, headers
+        headers["Location"] = f"/api/v1/cases/{view['id']}"
+    return view, status, headers
 
 
 IF_MATCH = re.compile(r'(?:W/)?"?([0-9]{1,18})"?')
@@ -131,16 +113,14 @@ class Cases(MethodView):
             "next_cursor": encode_cursor(next_before) if next_before else None,
         }
 
+    @idempotent
     @bp.arguments(NewCaseSchema)
     @bp.response(201, CaseSchema)
     @bp.alt_response(403, description="your role may not screen cases")
     @bp.alt_response(409, description="the person already has an open case for this disease")
-    @idempotent
     def post(self, new):
         """Screen a case (筛查发现): a person, a disease of the policy in force, when it was found."""
-        actor = current_actor()
-        case = screen(db.session(), actor, **new, within=_log_full_read_within(actor))
-        return _case_response(case, 201, read_logged=True)
+        return _case_response(screen(db.session(), current_actor(), **new), 201)
 
 
 @bp.route("/cases/<int:case_id>")
@@ -149,7 +129,7 @@ class CaseResource(MethodView):
     @bp.alt_response(404, description="no such case in your scope")
     def get(self, case_id):
         """One case, with its deadline and the events you may fire; ``ETag`` is its version."""
-        return _case_response(get_case(db.session(), current_actor(), case_id))
+        return _case_response(read_case(db.session(), current_actor(), case_id))
 
 
 @bp.route("/cases/<int:case_id>/events")
@@ -160,6 +140,7 @@ class CaseEvents(MethodView):
         """The case's full history, oldest first."""
         return case_events(db.session(), current_actor(), case_id)
 
+    @idempotent
     @bp.arguments(EventRequestSchema)
     @bp.response(200, CaseSchema)
     @bp.alt_response(403, description="your role may not fire this event on this case")
@@ -184,24 +165,13 @@ class CaseEvents(MethodView):
             },
         ]
     )
-    @idempotent
     def post(self, body, case_id):
         """Fire an event on the case: confirm, assign, admit, refer, … (see the state diagram)."""
         version, error = _expected_version()
         if error is not None:
             return error
-        actor = current_actor()
-        case = fire(
-            db.session(),
-            case_id,
-            body["event"],
-            actor,
-            body["data"],
-            version,
-            body["reason"],
-            within=_log_full_read_within(actor),
-        )
-        return _case_response(case, read_logged=True)
+        view = fire(db.session(), case_id, body["event"], current_actor(), body["data"], version, body["reason"])
+        return _case_response(view)
 
 
 @bp.route("/queues/referrals")

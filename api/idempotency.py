@@ -1,39 +1,49 @@
 """Idempotency-Key (draft-ietf-httpapi-idempotency-key-header) for POST endpoints.
 
-The first request with a key claims it (a row in its own committed transaction, so a concurrent
-duplicate sees the claim), runs, and stores its answer - refusals such as 412 or 409 included. A
-retry with the same key and body gets that answer again and changes nothing; another body under
-the key is 422; a duplicate arriving while the first still runs is 409. A 5xx releases the claim.
-When the database is unreachable at the moment the claim must be released or the answer stored,
-that write is retried in the background. A claim left behind by a crashed worker is taken over
-after ``IDEMPOTENCY_STALE_SECONDS``; the domain's own guards (If-Match versions, one open case per
-person and disease) keep such a retry from applying twice."""
+The answer to a keyed request is stored under (user, key) in the same transaction as the work it
+reports, so there is no moment at which the one is committed without the other: a crash, a killed
+connection or an outage leaves either both or neither, and nothing "processing" behind.
+
+* Success: the service runs inside the request's held transaction, the answer (as the endpoint's
+  response schema serialised it) is inserted under the key, and one commit makes both durable.
+* A duplicate: its INSERT of the key finds the key taken. On PostgreSQL a duplicate in flight
+  blocks on the unique key until the first commits (or rolls back, and then it is the first); on
+  SQLite BEGIN IMMEDIATE runs them one after the other. Either way the duplicate then rolls its
+  own work back and replays the stored answer (``Idempotent-Replayed: true``); another body under
+  the key is 422. Its work never counts: only one transaction can insert the key.
+* A refusal (412, 409, 422, 403, 404 from the services): the work is rolled back and the refusal
+  stored in a transaction of its own, and replayed like any answer - or a retry may hear another
+  one (409 turning into 412 once someone else moved the case).
+* A 5xx or any unexpected error: everything is rolled back and nothing is stored; a retry runs.
+* A record left ``processing`` by an earlier version of this module is taken over after
+  ``IDEMPOTENCY_STALE_SECONDS`` (409 "in flight" before), an expired one at once.
+
+A replay that shows a full ID number logs that read like the first answer did (PIPL art. 28): the
+stored body stays what the client was first shown, so every retry gets the same bytes, and each
+showing of the full number leaves its access-log row."""
 
 from __future__ import annotations
 
 import hashlib
-import logging
-import threading
-import time
+import json
 from collections.abc import Callable
-from contextlib import suppress
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import wraps
 from typing import Any
 
 from flask import Response, current_app, g, request
-from sqlalchemy import delete
+from sqlalchemy import delete, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from api.extensions import db
 from api.models import IdempotencyRecord
 from api.problems import problem, problem_for_domain_error
-from casework.db import utcnow, write_transaction
+from casework.actor import Actor
+from casework.db import held_transaction, utcnow, write_transaction
 from casework.errors import CaseworkError
-
-log = logging.getLogger("casework.api")
+from casework.privacy import log_full_read
 
 HEADER = "Idempotency-Key"
 _REPLAYED_HEADERS = ("Content-Type", "ETag", "Location")
@@ -48,6 +58,9 @@ def _fingerprint() -> str:
 
 
 def idempotent(view: Callable[..., Any]) -> Callable[..., Any]:
+    """Put it above the endpoint's ``@bp.arguments`` and ``@bp.response``: the answer stored and
+    replayed is then the one the response schema made, byte for byte what an unkeyed request gets."""
+
     @wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         key = request.headers.get(HEADER)
@@ -62,103 +75,91 @@ def idempotent(view: Callable[..., Any]) -> Callable[..., Any]:
                 "validation",
                 errors={HEADER: ["must be 1–255 characters"]},
             )
-        user_id = g.actor.user_id
-        claimed_at = utcnow()
+        session = db.session()
+        claim = _Claim(g.actor, key, _fingerprint(), utcnow())
         try:
-            claimed = _claim(user_id, key, _fingerprint(), claimed_at)
-        except SQLAlchemyError:
-            # The claim may have committed before the connection died: do not leave it behind.
-            _write_or_defer(_release, user_id, key, claimed_at)
-            raise
-        if isinstance(claimed, Response):
-            return claimed
-        try:
-            response = current_app.make_response(view(*args, **kwargs))
-        except CaseworkError as error:
-            # A domain refusal (412, 409, 422, 403, 404) is the first answer too: replay it, or a
-            # retry may hear another one (409 turning into 412 once someone else moved the case).
-            response = problem_for_domain_error(error)
+            with held_transaction(session):
+                try:
+                    response = current_app.make_response(view(*args, **kwargs))
+                except CaseworkError as error:
+                    response = problem_for_domain_error(error)
+                if response.status_code < 400:
+                    taken = claim.store(session, response)
+                    if taken is None:
+                        session.commit()  # the work and its stored answer, together
+                        return response
+                    session.rollback()  # a duplicate: its work never happened
+                    return claim.replay(session, taken)
+                session.rollback()
         except BaseException:
-            _write_or_defer(_release, user_id, key, claimed_at)
+            session.rollback()
             raise
         if response.status_code >= 500:
-            _write_or_defer(_release, user_id, key, claimed_at)
-        else:
-            # The work is done and committed: this answer is the truth, even if storing it for
-            # the retries has to wait for the database to come back.
-            headers = {h: response.headers[h] for h in _REPLAYED_HEADERS if h in response.headers}
-            answer = (response.status_code, response.get_data(as_text=True), headers)
-            _write_or_defer(_store, user_id, key, claimed_at, *answer)
-        return response
+            return response
+        with write_transaction(session):  # a refusal: stored on its own, its work rolled back
+            taken = claim.store(session, response)
+        return response if taken is None else claim.replay(session, taken)
 
     return wrapper
 
 
-def _write_or_defer(write: Callable[..., None], *args: Any) -> None:
-    """Run ``write`` now; if the database is unreachable, retry it in the background for as long
-    as the claim would otherwise block retries (IDEMPOTENCY_STALE_SECONDS). Without this a claim
-    whose release or answer could not be written answered 409 "still being processed" to every
-    retry for that whole time, although nothing was processing."""
-    try:
-        write(*args)
-        return
-    except SQLAlchemyError as exc:
-        with suppress(SQLAlchemyError):
-            db.session.rollback()
-        log.warning("idempotency record not written (%s); retrying in the background", type(exc).__name__)
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
-    seconds = app.config.get("IDEMPOTENCY_STALE_SECONDS", 60)
-    threading.Thread(target=_retry_write, args=(app, seconds, write, args), daemon=True).start()
+@dataclass(frozen=True)
+class _Stored:
+    fingerprint: str
+    state: str
+    status: int | None
+    body: str | None
+    headers: dict[str, str]
 
 
-def _retry_write(app: Any, seconds: float, write: Callable[..., None], args: tuple[Any, ...]) -> None:
-    deadline = time.monotonic() + seconds
-    delay = 0.25
-    while time.monotonic() < deadline:
-        time.sleep(delay)
-        delay = min(delay * 2, 2.0)
-        with app.app_context():
-            try:
-                write(*args)
-                return
-            except SQLAlchemyError:
-                continue
-    log.error("idempotency record not written within %ss; the claim goes stale", seconds)
+class _Claim:
+    def __init__(self, actor: Actor, key: str, fingerprint: str, now: datetime) -> None:
+        self.actor, self.key, self.fingerprint, self.now = actor, key, fingerprint, now
 
-
-def _claim(user_id: int, key: str, fingerprint: str, now: datetime) -> Response | None:
-    ttl = timedelta(hours=current_app.config.get("IDEMPOTENCY_TTL_HOURS", 24))
-    stale_after = timedelta(seconds=current_app.config.get("IDEMPOTENCY_STALE_SECONDS", 60))
-    session = db.session()
-    with write_transaction(session):
-        dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-        # RETURNING, not rowcount: the ORM's insert path reports -1 rows on psycopg.
-        inserted = session.execute(
+    def store(self, session: Session, response: Response) -> _Stored | None:
+        """Store ``response`` under the key in the open transaction. None when it is stored; else
+        what the key holds (a duplicate's answer is not stored)."""
+        config = current_app.config
+        ttl = timedelta(hours=config.get("IDEMPOTENCY_TTL_HOURS", 24))
+        stale_after = timedelta(seconds=config.get("IDEMPOTENCY_STALE_SECONDS", 60))
+        answer = {
+            "fingerprint": self.fingerprint,
+            "state": "done",
+            "status": response.status_code,
+            "body": response.get_data(as_text=True),
+            "headers": {h: response.headers[h] for h in _REPLAYED_HEADERS if h in response.headers},
+            "created_at": self.now,
+            "expires_at": self.now + ttl,
+        }
+        connection = session.connection()
+        dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+        # Core, on the session's connection (the pending access-log row is flushed at the commit);
+        # RETURNING, not rowcount, which psycopg reports as -1 here.
+        inserted = connection.execute(
             dialect.insert(IdempotencyRecord)
-            .values(
-                user_id=user_id,
-                key=key,
-                fingerprint=fingerprint,
-                state="processing",
-                created_at=now,
-                expires_at=now + ttl,
-            )
+            .values(user_id=self.actor.user_id, key=self.key, **answer)
             .on_conflict_do_nothing()
             .returning(IdempotencyRecord.key)
         ).first()
         if inserted:
             return None
-        record = session.get(IdempotencyRecord, (user_id, key), populate_existing=True)
-        if record.expires_at <= now or (record.state == "processing" and record.created_at <= now - stale_after):
-            record.fingerprint, record.state, record.created_at, record.expires_at = (
-                fingerprint,
-                "processing",
-                now,
-                now + ttl,
-            )
-            record.status = record.body = record.headers = None
+        record = session.scalars(
+            select(IdempotencyRecord)
+            .where(IdempotencyRecord.user_id == self.actor.user_id, IdempotencyRecord.key == self.key)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        ).one()
+        abandoned = record.state == "processing" and record.created_at <= self.now - stale_after
+        if record.expires_at <= self.now or abandoned:
+            for name, value in answer.items():
+                setattr(record, name, value)
             return None
-        if record.fingerprint != fingerprint:
+        return _Stored(record.fingerprint, record.state, record.status, record.body, dict(record.headers or {}))
+
+    def replay(self, session: Session, record: _Stored) -> Response:
+        """The answer the key holds, as it was first given; or why this request cannot have it.
+        Called after the request's own work was rolled back."""
+        if record.fingerprint != self.fingerprint:
             return problem(
                 422,
                 "Unprocessable Content",
@@ -174,34 +175,32 @@ def _claim(user_id: int, key: str, fingerprint: str, now: datetime) -> Response 
                 "idempotency-key-in-flight",
                 headers={"Retry-After": "1"},
             )
+        shown = _full_id_shown(record.status, record.body)
+        if shown is not None:
+            with write_transaction(session):
+                log_full_read(session, self.actor, *shown)
         replay = Response(record.body, status=record.status)
-        for name, value in (record.headers or {}).items():
+        for name, value in record.headers.items():
             replay.headers[name] = value
         replay.headers["Idempotent-Replayed"] = "true"
         return replay
 
 
-def _store(user_id: int, key: str, claimed_at: datetime, status: int, body: str, headers: dict[str, str]) -> None:
-    session = db.session()
-    with write_transaction(session):
-        record = session.get(IdempotencyRecord, (user_id, key), populate_existing=True)
-        if record is not None and record.state == "processing" and record.created_at == claimed_at:
-            record.state, record.status, record.body, record.headers = "done", status, body, headers
-
-
-def _release(user_id: int, key: str, claimed_at: datetime) -> None:
-    """Drop this request's claim, and only its own: not one a retry took over meanwhile."""
-    session = db.session()
-    session.rollback()
-    with write_transaction(session):
-        session.execute(
-            delete(IdempotencyRecord).where(
-                IdempotencyRecord.user_id == user_id,
-                IdempotencyRecord.key == key,
-                IdempotencyRecord.state == "processing",
-                IdempotencyRecord.created_at == claimed_at,
-            )
-        )
+def _full_id_shown(status: int | None, body: str | None) -> tuple[int, str] | None:
+    """(person id, what) when a stored answer shows a full ID number: a case view (its ``person``)
+    or a person view; refusals and other answers show none."""
+    if status is None or status >= 300 or not body:
+        return None
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(answer, dict):
+        return None
+    for shown, what in ((answer.get("person"), "case"), (answer, "person")):
+        if isinstance(shown, dict) and shown.get("id_number_masked") is False and isinstance(shown.get("id"), int):
+            return shown["id"], what
+    return None
 
 
 def purge_expired(sessions: Callable[[], Session]) -> int:

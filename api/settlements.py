@@ -211,12 +211,12 @@ class Settlements(MethodView):
         """The case's bills, each judged against its policy's floors."""
         return [present(view) for view in list_settlements(db.session(), current_actor(), case_id)]
 
+    @idempotent
     @bp.arguments(NewSettlementSchema)
     @bp.response(201, SettlementSchema)
     @bp.alt_response(403, description="only hospitals record settlements")
     @bp.alt_response(409, description="the case was never admitted")
     @bp.alt_response(422, description="layers + own_payment differ from total, or a bad amount")
-    @idempotent
     def post(self, bill, case_id):
         """Record a stay's bill: total, in-policy part, each layer and the own payment."""
         view = record_settlement(db.session(), current_actor(), case_id, **bill)

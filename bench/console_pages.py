@@ -87,12 +87,12 @@ def walked_case(app, tokens: dict[str, str], village: str) -> int:
         result = screen(
             session,
             coordinator,
-            person_id=person.id,
+            person_id=person["id"],
             disease_code="esophageal_cancer",
             source="health_check",
             screened_at=start,
         )
-        case_id = result["id"] if isinstance(result, dict) else result.id
+        case_id = result["id"]
         steps = [
             (coordinator, "confirm", {"diagnosis_code": "C15.9", "diagnosed_by": HOSPITAL,
                                       "diagnosed_at": (start + timedelta(days=1)).isoformat()}),

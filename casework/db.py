@@ -101,25 +101,65 @@ def configure_engine(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
+HELD = "casework_held_transaction"
+
+
+def _pending(session: Session) -> bool:
+    return bool(session.new or session.dirty or session.deleted)
+
+
+def _writable(session: Session) -> bool:
+    """Whether the open transaction may write: any on PostgreSQL; on SQLite one begun IMMEDIATE."""
+    connection = session.connection()
+    return connection.dialect.name != "sqlite" or bool(connection.get_execution_options().get(SQLITE_IMMEDIATE))
+
+
+def begin_write(session: Session) -> None:
+    """Make sure a write transaction is open. One that can write already is continued (a request's
+    authentication read and its write are then one transaction); a read-only one is ended first,
+    because SQLite cannot turn a read transaction into an immediate one."""
+    if session.in_transaction():
+        if _writable(session):
+            return
+        if _pending(session):
+            raise RuntimeError("a write began with uncommitted changes in the session")
+        session.commit()
+    session.connection(execution_options={SQLITE_IMMEDIATE: True})
+
+
 @contextmanager
 def write_transaction(session: Session) -> Iterator[Session]:
     """One write transaction: commits on success, rolls back on any error.
 
-    A read-only transaction the caller left open (authentication, say) is ended first, because
-    SQLite cannot turn a read transaction into an immediate one. Pending unflushed changes from
-    the caller would be committed by accident, so they are refused.
+    Inside ``held_transaction`` it joins the held transaction instead, whose holder commits or
+    rolls back. Pending unflushed changes from the caller would be committed by accident, so they
+    are refused.
     """
-    if session.in_transaction():
-        if session.new or session.dirty or session.deleted:
-            raise RuntimeError("write_transaction() entered with uncommitted changes in the session")
-        session.commit()
-    session.connection(execution_options={SQLITE_IMMEDIATE: True})
+    if session.info.get(HELD):
+        yield session
+        return
+    if session.in_transaction() and _pending(session):
+        raise RuntimeError("write_transaction() entered with uncommitted changes in the session")
+    begin_write(session)
     try:
         yield session
         session.commit()
     except BaseException:
         session.rollback()
         raise
+
+
+@contextmanager
+def held_transaction(session: Session) -> Iterator[Session]:
+    """Hold one write transaction open across several steps (a request's service and the answer
+    stored for its Idempotency-Key): ``write_transaction`` inside joins it rather than commit. The
+    holder commits or rolls back before the block ends; the hold ends with the block."""
+    begin_write(session)
+    session.info[HELD] = True
+    try:
+        yield session
+    finally:
+        session.info.pop(HELD, None)
 
 
 def raw(expression: Any) -> Any:

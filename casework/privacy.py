@@ -5,14 +5,22 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from casework.actor import Actor
-from casework.db import utcnow, write_transaction
+from casework.db import utcnow
 from casework.id_number import mask_id_number
 from casework.models import AccessLog
+
+FULL_ID_ROLES = ("admin", "county_coordinator")
 
 
 def may_see_full_id(actor: Actor, county_code: str) -> bool:
     """Admins, and the coordinator of the person's own county, who must reach the family."""
     return actor.role == "admin" or (actor.role == "county_coordinator" and actor.org_unit_code == county_code)
+
+
+def may_see_any_full_id(actor: Actor) -> bool:
+    """Whether some record could show this actor a full ID number: only then does reading one need
+    a write transaction (for the access-log row)."""
+    return actor.role in FULL_ID_ROLES
 
 
 def shown_id_number(actor: Actor, id_number: str, county_code: str) -> tuple[str, bool]:
@@ -23,12 +31,7 @@ def shown_id_number(actor: Actor, id_number: str, county_code: str) -> tuple[str
 
 
 def log_full_read(session: Session, actor: Actor, person_id: int, what: str) -> None:
-    """Add the access-log row to the caller's transaction: a write that shows the full record logs
-    the read in the same commit, so an outage cannot split the change from its audit."""
+    """Add the access-log row to the caller's transaction: the service that builds a view showing
+    the full ID logs the read in the same commit, so an outage cannot split the answer from its
+    audit."""
     session.add(AccessLog(user_id=actor.user_id, username=actor.username, person_id=person_id, what=what, at=utcnow()))
-
-
-def record_full_read(session: Session, actor: Actor, person_id: int, what: str) -> None:
-    """Log a full read on its own, for reads (there is nothing else to commit with)."""
-    with write_transaction(session):
-        log_full_read(session, actor, person_id, what)

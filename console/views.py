@@ -22,10 +22,9 @@ from casework.actor import Actor
 from casework.db import utcnow
 from casework.errors import Conflict, Forbidden, NotFound, ValidationFailed, VersionMismatch
 from casework.id_number import mask_id_number
-from casework.privacy import record_full_read
 from casework.services.alerts import acknowledge, list_alerts
 from casework.services.auth import AuthenticationFailed, LoginThrottled, authenticate, issue_token, revoke_token
-from casework.services.cases import case_events, fire, get_case, screen
+from casework.services.cases import case_events, fire, get_case, read_case, screen
 from casework.services.follow_ups import list_visits, record_visit
 from casework.services.persons import REGISTRARS, get_person, register_person
 from casework.services.queries import CaseFilters, list_cases, referral_queue
@@ -94,11 +93,6 @@ ALERT_RULE_LABELS = {
 }
 ALERT_STATUS_LABELS = {"open": "待处理", "acknowledged": "已确认", "resolved": "已解除"}
 SEX_LABELS = {"M": "男", "F": "女"}
-
-
-def _id_of(result: Any) -> int:
-    # until services return views everywhere
-    return result["id"] if isinstance(result, dict) else result.id
 
 
 # --- session, CSRF, errors ------------------------------------------------------------------------
@@ -296,9 +290,7 @@ def cases():
 
 def _case_context(case_id: int, now: datetime) -> dict[str, Any]:
     who = actor()
-    view = case_view(get_case(db.session(), who, case_id), who, now, full_id=True)
-    if not view["person"]["id_number_masked"]:
-        record_full_read(db.session(), who, view["person"]["id"], "case")  # same access log as the API
+    view = read_case(db.session(), who, case_id, now)  # logs a full ID shown, as the API does
     events = case_events(db.session(), who, case_id)
     alerts, _ = list_alerts(db.session(), who, case_id=case_id, limit=100)
     names = org_unit_names(
@@ -368,7 +360,7 @@ def fire_event(case_id: int, event: str):
     except Conflict as exc:
         return _render_case(case_id, 409, stale=f"此操作现在不能进行：{in_chinese(exc.detail)}")
     flash(f"已完成：{rule.label}")
-    return redirect(url_for("console.case_page", case_id=_id_of(result)))
+    return redirect(url_for("console.case_page", case_id=result["id"]))
 
 
 # --- register and screen ---------------------------------------------------------------------------
@@ -402,7 +394,7 @@ def register():
                 existing = find_person(db.session(), who, form.get("id_number", ""))
             else:
                 flash("已登记，请填写筛查信息。")
-                return redirect(url_for("console.screen_case", person=_id_of(person)))
+                return redirect(url_for("console.screen_case", person=person["id"]))
     return _page(
         "register.html",
         422 if errors else 200,
@@ -462,7 +454,7 @@ def screen_case():
                 errors = {"disease_code": ["此人该病种已有未结案的案件"]}
             else:
                 flash("已建立筛查案件。")
-                return redirect(url_for("console.case_page", case_id=_id_of(case)))
+                return redirect(url_for("console.case_page", case_id=case["id"]))
     diseases = [(d.code, d.name_zh) for d in pack.diseases.values()] if pack else []
     return _page(
         "screen.html",

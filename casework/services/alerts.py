@@ -15,8 +15,9 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import Select, and_, case, exists, false, insert, literal, or_, select, text, update
+from sqlalchemy import Exists, Select, and_, case, exists, false, insert, literal, or_, select, text, update
 from sqlalchemy.orm import Session, aliased
 
 from casework.actor import Actor
@@ -111,6 +112,12 @@ def resolve_ended(session: Session, now: datetime) -> int:
         .execution_options(synchronize_session=False)
     )
     return session.connection().execute(statement).rowcount
+
+
+def open_step_alerts(case_id: Any) -> Exists:
+    """Whether the case has alerts about its current step still open: a column for the query that
+    locks the case, so a transition runs the resolving UPDATE only when there is something to end."""
+    return exists().where(Alert.case_id == case_id, Alert.status != "resolved", Alert.rule.in_(STEP_RULES))
 
 
 def resolve_for_case(session: Session, case_id: int, now: datetime) -> None:

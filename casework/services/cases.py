@@ -1,27 +1,31 @@
-"""Screening a case, firing events on it, and rebuilding it from its history.
+"""Screening a case, firing events on it, reading it, and rebuilding it from its history.
 
 Each write is one transaction: lock the case row, check the version, check scope and role, run
-the state machine, append the event, bump the version, set the new deadline.
+the state machine, append the event, bump the version, set the new deadline, and build the case
+view the caller is answered with (casework/views.py) - the full ID's access-log row included, so
+the change, its audit and what the caller was shown commit together.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from typing import Any
 
-from marshmallow import ValidationError
+from marshmallow import Schema, ValidationError
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from casework.actor import Actor
 from casework.db import flush_or_conflict, insert_ignoring_conflicts, utcnow, write_transaction
 from casework.errors import Conflict, Forbidden, NotFound, ValidationFailed, VersionMismatch
 from casework.models import Case, CaseEvent, CaseHolder, Person
+from casework.privacy import log_full_read, may_see_any_full_id
 from casework.references import DatabaseReferences, region_chain
 from casework.scope import case_scope, person_scope
-from casework.services.alerts import resolve_for_case
+from casework.services.alerts import open_step_alerts, resolve_for_case
+from casework.views import case_view
 from workflows import case_machine as machine
 from workflows.deadlines import due_at
 from workflows.policy_pack import pack_for, packs
@@ -31,7 +35,9 @@ SCREENERS = ("county_coordinator", "village_doctor", "hospital")
 # the deadline): they keep the state, take a seq like any event, and replay steps over them.
 VISIT_EVENT = "record_visit"
 
-Within = Callable[[Session, Case], None]
+# What the case view shows beside the case row: loaded with it, in the same round trip.
+_VIEW_RELATIONS = (joinedload(Case.person), joinedload(Case.hospital), joinedload(Case.referral_group))
+_OPEN_STEP_ALERTS = open_step_alerts(Case.id)  # built once: a column of the lock query
 
 
 def screen(
@@ -44,12 +50,9 @@ def screen(
     screened_at: datetime,
     note: str | None = None,
     now: datetime | None = None,
-    within: Within | None = None,
-) -> Case:
-    """Open a case in ``screened`` for a person and a disease of the policy in force.
-
-    ``within(session, case)`` runs inside the transaction, before it commits (the API logs a full
-    read of the answer there, so the change and its audit commit together)."""
+) -> dict[str, Any]:
+    """Open a case in ``screened`` for a person and a disease of the policy in force; returns the
+    case view (casework/views.py ``case_view``) the screener is shown."""
     now = now or utcnow()
     if actor.role not in SCREENERS:
         raise Forbidden(f"role {actor.role} may not screen cases")
@@ -113,9 +116,8 @@ def screen(
         )
         if actor.role == "hospital":
             _hold(session, case.id, actor.org_unit_code)
-        if within is not None:
-            within(session, case)
-    return case
+        view = _record_view(session, case, actor, now)
+    return view
 
 
 def fire(
@@ -127,16 +129,16 @@ def fire(
     expected_version: int,
     reason: str | None = None,
     now: datetime | None = None,
-    within: Within | None = None,
-) -> Case:
-    """Fire ``event`` on a case the actor last saw at ``expected_version``; ``within`` as in screen."""
+) -> dict[str, Any]:
+    """Fire ``event`` on a case the actor last saw at ``expected_version``; returns the case view
+    after the event, as the actor may see it."""
     now = now or utcnow()
     rule = machine.RULES.get(event)
     if rule is None:
         raise ValidationFailed.field("event", f"unknown event; events are {', '.join(machine.RULES)}")
 
     with write_transaction(session):
-        case = lock_case(session, case_id, actor)
+        case, alerted = _lock_for_event(session, case_id, actor)
         if case.version != expected_version:
             raise VersionMismatch(expected_version, case.version)
         if not machine.can_happen(event, case):
@@ -156,7 +158,7 @@ def fire(
         except machine.GuardFailed as exc:
             raise ValidationFailed.field(exc.field, exc.message) from None
 
-        stored = rule.data_schema().dump(loaded)
+        stored = _data_schema(event).dump(loaded)
         step_at = loaded[rule.step_time_field] if rule.step_time_field else now
         case.version += 1
         case.entered_state_at = step_at
@@ -165,13 +167,32 @@ def fire(
         _append_event(session, case, event, from_state, actor, now, step_at, stored, reason)
         # Reopening beside a newer open case for the same disease trips the partial unique index.
         flush_or_conflict(session, "this person already has an open case for this disease")
-        resolve_for_case(session, case.id, now)  # the overdue step has ended, in this transaction
+        if alerted:  # the overdue step has ended: its alerts end in this transaction
+            resolve_for_case(session, case.id, now)
         for holder in {case.hospital_code, case.referral_group_code} - set(holders_before):
             if holder:  # a new hospital or group took the case over: it keeps seeing it from now on
                 _hold(session, case.id, holder)
-        if within is not None:
-            within(session, case)
-    return case
+        # The event moved the codes; the hospital and group loaded with the lock are the old ones.
+        moved = [
+            name
+            for name, before in zip(("hospital", "referral_group"), holders_before, strict=True)
+            if getattr(case, f"{name}_code") != before
+        ]
+        if moved:
+            session.expire(case, moved)
+        view = _record_view(session, case, actor, now)
+    return view
+
+
+def read_case(session: Session, actor: Actor, case_id: int, now: datetime | None = None) -> dict[str, Any]:
+    """The record view of one case. When it shows the full ID number the read is logged, in the
+    same transaction as the read; actors who never see one read without writing anything."""
+    now = now or utcnow()
+    if not may_see_any_full_id(actor):
+        return case_view(_find_case(session, actor, case_id), actor, now, full_id=True)
+    with write_transaction(session):
+        view = _record_view(session, _find_case(session, actor, case_id), actor, now)
+    return view
 
 
 def get_case(session: Session, actor: Actor, case_id: int) -> Case:
@@ -233,6 +254,37 @@ def replay(session: Session, case_id: int) -> Replayed:
 # --- internals ----------------------------------------------------------------------------------
 
 
+def _record_view(session: Session, case: Case, actor: Actor, now: datetime) -> dict[str, Any]:
+    """The case as the actor is shown it after a write or in the record view; the view decides
+    whether the full ID number shows, and if it does the read is logged in the caller's transaction."""
+    view = case_view(case, actor, now, full_id=True)
+    if not view["person"]["id_number_masked"]:
+        log_full_read(session, actor, case.person_id, "case")
+    return view
+
+
+def _find_case(session: Session, actor: Actor, case_id: int) -> Case:
+    case = session.scalar(select(Case).options(*_VIEW_RELATIONS).where(Case.id == case_id, case_scope(actor)))
+    if case is None:
+        raise NotFound(f"no case {case_id}")
+    return case
+
+
+def _lock_for_event(session: Session, case_id: int, actor: Actor) -> tuple[Case, bool]:
+    """The case row locked as ``lock_case`` does, with everything its view shows and whether it has
+    open overdue alerts (which the event then resolves), in one round trip."""
+    row = session.execute(
+        select(Case, _OPEN_STEP_ALERTS)
+        .options(*_VIEW_RELATIONS)
+        .where(Case.id == case_id, case_scope(actor))
+        .with_for_update(of=Case)
+        .execution_options(populate_existing=True)
+    ).first()
+    if row is None:
+        raise NotFound(f"no case {case_id}")
+    return row[0], bool(row[1])
+
+
 def lock_case(session: Session, case_id: int, actor: Actor) -> Case:
     """The case row, locked for this transaction (SQLite: already, by BEGIN IMMEDIATE)."""
     case = session.scalar(
@@ -250,7 +302,7 @@ def _load_data(rule: machine.EventRule, data: dict[str, Any], reason: str | None
     if not isinstance(data, dict):
         raise ValidationFailed.field("data", "must be an object")
     try:
-        loaded: dict[str, Any] = rule.data_schema().load(data)
+        loaded: dict[str, Any] = _data_schema(rule.name).load(data)
     except ValidationError as exc:
         raise ValidationFailed({f"data.{k}": _messages(v) for k, v in exc.messages_dict.items()}) from None
     reason = (reason or "").strip() or (loaded.pop("reason", None) or "").strip() or None
@@ -258,6 +310,13 @@ def _load_data(rule: machine.EventRule, data: dict[str, Any], reason: str | None
     if rule.needs_reason and not reason:
         raise ValidationFailed.field("reason", f"{rule.name} needs a reason")
     return loaded, reason
+
+
+@cache
+def _data_schema(event: str) -> Schema:
+    """One instance per event's data schema, built once: marshmallow schemas keep no state between
+    load and dump calls, and building one costs more than using it."""
+    return machine.RULES[event].data_schema()
 
 
 def _messages(value: Any) -> list[str]:

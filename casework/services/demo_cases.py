@@ -42,11 +42,6 @@ GIVEN = ["秀英", "桂英", "建国", "志强", "玉兰", "国华", "明", "伟
          "文斌", "兰英", "金凤", "小平", "建华", "凤英", "国庆", "玉珍", "成"]  # fmt: skip
 
 
-def _id_of(result: Any) -> int:
-    # until services return views everywhere
-    return result["id"] if isinstance(result, dict) else result.id
-
-
 @dataclass
 class _Region:
     pack: PolicyPack
@@ -237,7 +232,7 @@ def _make_case(
         note=note,
         now=start,
     )
-    case_id = _id_of(case)
+    case_id = case["id"]
     walk = _Walk(session, region, case_id, disease, start)
     for event, gap in steps:
         walk.at += timedelta(days=gap, hours=rng.uniform(0, 3))
@@ -272,7 +267,7 @@ def _register(session: Session, region: _Region, index: int, screened_at: dateti
         category=covered[index % len(covered)],
         category_since=since,
     )
-    return _id_of(person)
+    return person["id"]
 
 
 class _Walk:
@@ -290,8 +285,9 @@ class _Walk:
         self.discharged_at: datetime | None = None
 
     def _fire(self, actor: Actor, event: str, data: dict[str, Any], reason: str | None = None) -> None:
-        fire(self.session, self.case_id, event, actor, data, self.version, reason, now=self.at)
-        self.version += 1  # each accepted event moves the version by one
+        self.version = fire(self.session, self.case_id, event, actor, data, self.version, reason, now=self.at)[
+            "version"
+        ]
 
     def step(self, event: str) -> None:
         handler: Callable[[], None] = getattr(self, f"_{event}")
@@ -361,6 +357,7 @@ class _Walk:
             findings="病情稳定，按时服药，饮食正常",
             now=self.at,
         )
+        self.version += 1  # a visit moves the deadline, which the case's history records as an entry
 
     def _refer(self) -> None:
         summary = "县级医院诊疗能力不足，申请市级专家组会诊"

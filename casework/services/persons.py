@@ -1,9 +1,11 @@
-"""Registering the persons cases are about."""
+"""Registering the persons cases are about, and reading one: each returns the person view
+(casework/views.py ``person_view``), built in the service's own transaction with the full ID's
+access-log row when the view shows it."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import date
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -13,7 +15,10 @@ from casework.db import flush_or_conflict, write_transaction
 from casework.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from casework.id_number import InvalidIdNumber, parse_id_number
 from casework.models import OrgUnit, Person
+from casework.privacy import log_full_read, may_see_any_full_id, shown_id_number
+from casework.references import region_chain
 from casework.scope import in_subtree, person_scope
+from casework.views import person_view
 from workflows.policy_pack import CATEGORIES
 
 REGISTRARS = ("admin", "county_coordinator", "village_doctor")
@@ -32,10 +37,9 @@ def register_person(
     village_code: str,
     category: str,
     category_since: date,
-    within: Callable[[Session, Person], None] | None = None,
-) -> Person:
+) -> dict[str, Any]:
     """Register a resident; the ID number is checked, and birth date and sex come from it.
-    ``within(session, person)`` runs inside the transaction, before it commits."""
+    Returns the person view the registrar is shown."""
     if actor.role not in REGISTRARS:
         raise Forbidden(f"role {actor.role} may not register persons")
     try:
@@ -75,9 +79,17 @@ def register_person(
         session.add(person)
         # A concurrent registration of the same ID may have won the race.
         flush_or_conflict(session, DUPLICATE_ELSEWHERE)
-        if within is not None:
-            within(session, person)
-    return person
+        view = _record_view(session, person, actor)
+    return view
+
+
+def read_person(session: Session, actor: Actor, person_id: int) -> dict[str, Any]:
+    """One person as the actor may see them; a full ID shown is logged in the same transaction."""
+    if not may_see_any_full_id(actor):
+        return _record_view(session, get_person(session, actor, person_id), actor)
+    with write_transaction(session):
+        view = _record_view(session, get_person(session, actor, person_id), actor)
+    return view
 
 
 def get_person(session: Session, actor: Actor, person_id: int) -> Person:
@@ -85,3 +97,17 @@ def get_person(session: Session, actor: Actor, person_id: int) -> Person:
     if person is None:
         raise NotFound(f"no person {person_id}")
     return person
+
+
+def _record_view(session: Session, person: Person, actor: Actor) -> dict[str, Any]:
+    """The person view; masking is decided here once, and a full ID shown is logged in the caller's
+    transaction (an actor who may never see one gets the mask without a lookup of the county)."""
+    county = _county_of(session, person) if may_see_any_full_id(actor) else ""
+    id_number, masked = shown_id_number(actor, person.id_number, county)
+    if not masked:
+        log_full_read(session, actor, person.id, "person")
+    return person_view(person, id_number, masked)
+
+
+def _county_of(session: Session, person: Person) -> str:
+    return next((u.code for u in region_chain(session, person.village_code) if u.kind == "county"), "")

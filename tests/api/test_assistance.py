@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 
 from api.extensions import db
 from casework.db import utcnow
-from casework.models import AssistanceEvent, OrgUnit
+from casework.models import AssistanceEvent, Case, OrgUnit
 from casework.services.alerts import scan
 from casework.services.cases import fire, screen
 from tests.api.conftest import add_login
@@ -41,8 +41,8 @@ def _treated_qidong_case(session):
         (hospital, "discharge", {"discharged_at": iso(20), "outcome": "improved"}),
     ]
     for version, (actor, event, data) in enumerate(steps, start=1):
-        fire(session, case.id, event, actor, data, version, now=now)
-    return case
+        fire(session, case["id"], event, actor, data, version, now=now)
+    return session.get(Case, case["id"])
 
 
 def _people(session, case):

@@ -86,6 +86,8 @@ def test_bad_bills_name_their_fields(client, session, logins):
     assert float_money.status_code == 422 and "total" in float_money.json["errors"]
     fen_fraction = post_bill(client, case, hospital, in_policy="18000.001")
     assert fen_fraction.status_code == 422 and "in_policy" in fen_fraction.json["errors"]
+    huge = post_bill(client, case, hospital, total="1359525393304348325150662480.11")  # was a 500 (fuzzing)
+    assert huge.status_code == 422 and "total" in huge.json["errors"]
     assert post_bill(client, case, logins["coordinator"]).status_code == 403
     assert client.get(f"/api/v1/cases/{case.id}/settlements", headers=logins["coordinator"].headers).json == []
 

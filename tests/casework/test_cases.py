@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import func, select
 
 from casework.errors import Conflict, Forbidden, NotFound, ValidationFailed, VersionMismatch
-from casework.models import Case, CaseEvent, CaseHolder, Hospital, HospitalDesignation
-from casework.services.cases import case_events, fire, get_case, replay, screen
+from casework.models import AccessLog, Case, CaseEvent, CaseHolder, Hospital, HospitalDesignation
+from casework.services.cases import case_events, fire, get_case, read_case, replay, screen
 from tests.casework.helpers import OESOPHAGEAL, Walker, partner_of
 from tests.conftest import LONGCHUAN, actor_for_unit, at, new_person
 
@@ -90,7 +90,7 @@ def test_childhood_disease_refused_for_an_adult(session, walk):
         screened_at=NOW,
         now=NOW,
     )
-    assert case.state == "screened"
+    assert case["state"] == "screened"
 
 
 def walk_pack():
@@ -264,7 +264,7 @@ def test_reopen_refused_while_another_open_case_exists(session, walk):
     )
     with pytest.raises(Conflict):
         walk.fire(case, "reopen", reason="复发")
-    assert session.get(Case, case.id).state == "closed" and other.state == "screened"
+    assert session.get(Case, case.id).state == "closed" and other["state"] == "screened"
 
 
 def test_death_recorded_by_the_assigned_hospital_ends_the_case(session, walk):
@@ -293,3 +293,54 @@ def test_assign_to_an_undesignated_hospital_names_the_field(session, walk):
         walk.fire(case, "assign", {"hospital_id": undesignated, "plan": "乡镇卫生院"})
     assert "hospital_id" in caught.value.errors
     assert session.get(Case, case.id).state == "confirmed"
+
+
+def _reads(session, person_id: int) -> list[tuple[str, str]]:
+    session.rollback()
+    rows = session.scalars(select(AccessLog).where(AccessLog.person_id == person_id).order_by(AccessLog.id))
+    return [(r.username, r.what) for r in rows]
+
+
+def test_fire_answers_with_the_view_it_logged_in_its_own_transaction(session, walk):
+    case = walk.new_case()  # the coordinator screened it and was shown the full ID: one read logged
+    view = fire(session, case.id, "exclude", walk.coordinator, {}, expected_version=1, reason="不符合条件", now=NOW)
+    assert (view["id"], view["state"], view["version"], view["overdue"]) == (case.id, "excluded", 2, False)
+    assert view["allowed_events"] == [] and view["person"]["id_number"] == case.person.id_number
+    assert view["person"]["id_number_masked"] is False
+    assert _reads(session, case.person_id) == [(walk.coordinator.username, "case")] * 2
+
+
+def test_fire_refused_logs_no_read(session, walk):
+    case = walk.new_case()
+    with pytest.raises(VersionMismatch):
+        fire(session, case.id, "exclude", walk.coordinator, {}, expected_version=5, reason="x", now=NOW)
+    assert _reads(session, case.person_id) == [(walk.coordinator.username, "case")]
+
+
+def test_read_case_logs_a_full_read_and_masks_for_others(session, walk):
+    case = walk.new_case()
+    supervisor = actor_for_unit(session, "supervisor", "533100")
+    masked = read_case(session, supervisor, case.id, now=NOW)
+    assert masked["person"]["id_number_masked"] is True and "*" in masked["person"]["id_number"]
+    full = read_case(session, walk.coordinator, case.id, now=NOW)
+    assert full["person"]["id_number_masked"] is False
+    assert full["allowed_events"] == ["confirm", "exclude", "withdraw", "record_death"]
+    assert _reads(session, case.person_id) == [(walk.coordinator.username, "case")] * 2
+    with pytest.raises(NotFound):
+        read_case(session, actor_for_unit(session, "county_coordinator", "320921"), case.id, now=NOW)
+
+
+def test_a_referral_accepted_shows_the_new_hospital(session, walk):
+    """The lock loads the hospital with the case; the view must show the one the event moved to."""
+    case = walk.refer(walk.admit(walk.assign(walk.confirm(walk.new_case()))))
+    partner = partner_of(session, walk.city_group)
+    view = fire(
+        session,
+        case.id,
+        "accept_referral",
+        walk.expert_actor(case),
+        {"hospital_id": partner, "plan": "转州医院手术"},
+        case.version,
+        now=NOW,
+    )
+    assert view["hospital"]["code"] == partner and view["referral"] is None

@@ -26,7 +26,7 @@ def test_qidong_exit_is_covered_for_two_years_then_refused(session):
     recent = _qidong_exit(session, date(2016, 12, 1))
     case = screen(session, coordinator, person_id=recent.id, disease_code="lung_cancer", source="health_check",
                   screened_at=at(2018, 6, 1, 9), now=at(2018, 6, 2, 9))
-    assert case.category == "poor_exited_supported"
+    assert case["category"] == "poor_exited_supported"
     lapsed = _qidong_exit(session, date(2016, 1, 1))  # two years ended on 2018-01-01
     with pytest.raises(ValidationFailed) as caught:
         screen(session, coordinator, person_id=lapsed.id, disease_code="lung_cancer", source="health_check",

@@ -44,7 +44,7 @@ class CountyBuilder:
         person = new_person(self.session, name=name, category=category, born=date(1960 + self.count, 3, 14))
         person.sex = parse_id_number(person.id_number).sex  # the shared fixture says "M" for everyone
         self.session.commit()
-        return screen(
+        view = screen(
             self.session,
             self.coordinator,
             person_id=person.id,
@@ -53,9 +53,10 @@ class CountyBuilder:
             screened_at=self.at(0),
             now=self.at(0),
         )
+        return self.session.get(Case, view["id"])  # the row: the builder reads its workflow fields
 
     def fire(self, case: Case, event: str, offset: int, data: dict | None = None, actor=None, reason=None) -> Case:
-        return fire(
+        fire(
             self.session,
             case.id,
             event,
@@ -65,6 +66,7 @@ class CountyBuilder:
             reason,
             now=self.at(offset),
         )
+        return self.session.get(Case, case.id)
 
     def hospital_actor(self):
         return actor_for_unit(self.session, "hospital", self.hospital)

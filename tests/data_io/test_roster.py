@@ -151,7 +151,7 @@ def test_a_category_change_adds_a_dated_entry_and_flags_open_cases(session, tmp_
     assert history == ["poor_not_exited", "marginal"]
     assert category_on(session, alice.id, date(2023, 12, 31)) == "poor_not_exited"
     assert category_on(session, alice.id, date(2024, 1, 15)) == "marginal"
-    flagged = session.get(Case, case.id)
+    flagged = session.get(Case, case["id"])
     session.refresh(flagged)
     assert flagged.category == "poor_not_exited"  # eligibility at screening stays a fact
     assert flagged.eligibility_lost_on == date(2024, 1, 15)

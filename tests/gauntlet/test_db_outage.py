@@ -101,21 +101,26 @@ def test_killed_connections_and_an_outage_answer_503_and_heal(running, clients, 
     assert_history_agrees(session, case_ids)
 
 
-def test_an_applied_transition_is_never_answered_503(client, session, logins, monkeypatch):
+def test_an_applied_transition_is_never_answered_412_on_retry(client, session, logins, monkeypatch):
     """Found by the outage run: clients that heard 503, retried under their key and got 412 for
-    their own, applied transition. Here the database goes away at that exact moment: after fire()
-    committed, while _case_response records the full ID read (record_full_read)."""
+    their own, applied transition. The database used to be able to go away after fire() committed,
+    while the full ID read was recorded; now the work, its access-log row and the stored answer are
+    one commit, and the worst moment left is that commit itself: it reaches the database, its
+    acknowledgement does not. The client hears 503; its retry hears the 200 committed with the work."""
     from sqlalchemy.exc import OperationalError
+    from sqlalchemy.orm import Session
 
     from tests.api.helpers import iso
 
     (case_id,) = open_cases(client, session, logins, 1)
     coordinator = logins["coordinator"]
+    commit = Session.commit
 
-    def database_gone(*_args, **_kwargs):
-        raise OperationalError("INSERT INTO access_log …", {}, ConnectionError("server closed the connection"))
+    def commit_then_lose_the_connection(self):
+        commit(self)
+        raise OperationalError("COMMIT", {}, ConnectionError("server closed the connection"))
 
-    monkeypatch.setattr("api.cases.record_full_read", database_gone)
+    monkeypatch.setattr(Session, "commit", commit_then_lose_the_connection)
     body = {"event": "confirm", "data": {"diagnosis_code": c.ICD, "diagnosed_by": logins["hospital"].org_unit}}
     body["data"]["diagnosed_at"] = iso(1)
     headers = {**coordinator.headers, "If-Match": '"1"', "Idempotency-Key": "applied-then-503"}
@@ -125,7 +130,8 @@ def test_an_applied_transition_is_never_answered_503(client, session, logins, mo
     applied = session.scalar(select(func.count()).select_from(CaseEvent).where(CaseEvent.case_id == case_id)) == 2
     retry = client.post(f"/api/v1/cases/{case_id}/events", json=body, headers=headers)
     assert applied
-    assert (first.status_code, retry.status_code) == (200, 200), (first.json, retry.json)
+    assert (first.status_code, retry.status_code) == (503, 200), (first.json, retry.json)
+    assert retry.headers["Idempotent-Replayed"] == "true" and retry.json["version"] == 2
 
 
 def test_a_connection_killed_after_the_answer_keeps_the_answer(app, client, logins, pg_admin):

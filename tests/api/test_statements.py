@@ -1,0 +1,122 @@
+"""What one request costs the database: its SQL statements and transactions, counted with engine
+listeners over HTTP (the Flask test client), on both engines.
+
+A statement is what reaches the driver's cursor, less transaction control (SQLite's BEGIN
+IMMEDIATE is how a transaction begins there; it is counted as the transaction). A transaction is a
+``begin`` event; each must end in a ``commit`` when the request wrote, and nothing may stay open.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import pytest
+from sqlalchemy import event
+
+from tests.api.helpers import iso
+from tests.api.test_lifecycle import new_case
+
+
+@dataclass
+class Tally:
+    statements: list[str] = field(default_factory=list)
+    transactions: list[str] = field(default_factory=list)
+
+    @property
+    def kinds(self) -> list[str]:
+        return [_kind(sql) for sql in self.statements]
+
+
+def _kind(sql: str) -> str:
+    """"SELECT cases", "UPDATE cases", "INSERT access_log": the verb and the table it is about."""
+    flat = " ".join(sql.split())
+    while re.search(r"\([^()]*\)", flat):  # drop subqueries and calls: the FROM sought is the outer one
+        flat = re.sub(r"\([^()]*\)", "", flat)
+    verb = flat.split()[0].upper()
+    pattern = {"SELECT": r"\bFROM (\w+)", "INSERT": r"^INSERT INTO (\w+)", "UPDATE": r"^UPDATE (\w+)"}[verb]
+    return f"{verb} {re.search(pattern, flat, re.IGNORECASE).group(1)}"
+
+
+@contextmanager
+def counted(app) -> Iterator[Tally]:
+    from api.extensions import db
+
+    with app.app_context():
+        engine = db.engine
+    tally = Tally()
+
+    def on_statement(_conn, _cursor, statement, _parameters, _context, _many) -> None:
+        if statement.split()[0].upper() not in ("BEGIN", "COMMIT", "ROLLBACK"):
+            tally.statements.append(statement)
+
+    listeners = {
+        "before_cursor_execute": on_statement,
+        "begin": lambda _conn: tally.transactions.append("begin"),
+        "commit": lambda _conn: tally.transactions.append("commit"),
+        "rollback": lambda _conn: tally.transactions.append("rollback"),
+    }
+    for name, listener in listeners.items():
+        event.listen(engine, name, listener)
+    try:
+        yield tally
+    finally:
+        for name, listener in listeners.items():
+            event.remove(engine, name, listener)
+
+
+CONFIRM_STATEMENTS = [
+    "SELECT users",  # authentication: token, user and org unit in one joined SELECT
+    "SELECT cases",  # the case locked (FOR UPDATE), with person, hospital, group and "has open alerts"
+    "SELECT hospitals",  # confirm's guard: the diagnosing hospital exists
+    "INSERT case_events",  # the history (the flush orders it first)
+    "UPDATE cases",  # state, version, deadline
+]
+LOGGED = "INSERT access_log"  # the coordinator is shown the full ID number: the read is logged
+
+
+@pytest.fixture
+def confirm(client, session, logins):
+    case = new_case(client, session, logins)
+    data = {"diagnosis_code": "C15.9", "diagnosed_by": logins["hospital"].org_unit, "diagnosed_at": iso(1)}
+    return case, data
+
+
+def test_a_keyed_transition_is_seven_statements_in_one_transaction(app, confirm, logins):
+    case, data = confirm
+    with counted(app) as tally:
+        response = case.fire(logins["coordinator"], "confirm", data, etag='"1"', headers={"Idempotency-Key": "k"})
+    assert response.status_code == 200, response.json
+    # The answer stored under the key, in the work's own transaction; the access-log row is
+    # flushed by the commit.
+    assert tally.kinds == [*CONFIRM_STATEMENTS, "INSERT idempotency_records", LOGGED], " | ".join(tally.kinds)
+    assert len(tally.statements) <= 7  # the goal: seven at most
+    assert tally.transactions == ["begin", "commit"]
+
+
+def test_an_unkeyed_transition_is_one_transaction(app, confirm, logins):
+    case, data = confirm
+    with counted(app) as tally:
+        response = case.fire(logins["coordinator"], "confirm", data, etag='"1"')
+    assert response.status_code == 200, response.json
+    assert tally.kinds == [*CONFIRM_STATEMENTS, LOGGED]
+    assert tally.transactions == ["begin", "commit"]
+
+
+def test_a_read_is_one_query_after_authentication(app, confirm, logins, engine_name):
+    case, _ = confirm
+    with counted(app) as tally:
+        assert case.get(logins["city_supervisor"]).status_code == 200
+    assert tally.kinds == ["SELECT users", "SELECT cases"]  # masked: nothing to log, nothing written
+    assert tally.transactions == ["begin", "rollback"]
+
+    with counted(app) as tally:
+        assert case.get(logins["coordinator"]).status_code == 200
+    assert tally.kinds == ["SELECT users", "SELECT cases", "INSERT access_log"]
+    # PostgreSQL continues the authentication's transaction; SQLite must end its read transaction
+    # and BEGIN IMMEDIATE for the access-log row (a coordinator's GET is known to write only once
+    # the token says who is asking).
+    expected = ["begin", "commit"] if engine_name == "postgresql" else ["begin", "commit", "begin", "commit"]
+    assert tally.transactions == expected
