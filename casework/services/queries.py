@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Select, and_, or_, select
+from sqlalchemy import Select, and_, any_, func, or_, select
 from sqlalchemy.orm import Session, joinedload
 
 from casework.actor import Actor
@@ -73,10 +73,15 @@ def list_cases(
     if filters.overdue is True:
         # Overdue cases are few: take them from the deadline index first, then sort those, rather
         # than walking every case of the scope newest first in search of a late one.
-        # On SQLite the case rows are then read by id only (NOT INDEXED still allows the rowid):
-        # without statistics it would rather walk a county's index and probe each case.
-        late = overdue_cases(now).cte("overdue").prefix_with("MATERIALIZED")
-        query = query.join(late, late.c.id == Case.id).with_hint(Case, "NOT INDEXED", "sqlite")
+        if session.get_bind().dialect.name == "postgresql":
+            # ``id = ANY(ARRAY(…))``: primary-key probes for the overdue ids, then a top-N sort. As a
+            # join, the planner merged them with a backward walk of pk_cases (x5 at 1M cases).
+            query = query.where(Case.id == any_(func.array(overdue_cases(now).scalar_subquery())))
+        else:
+            # On SQLite the case rows are read by id only (NOT INDEXED still allows the rowid):
+            # without statistics it would rather walk a county's index and probe each case.
+            late = overdue_cases(now).cte("overdue").prefix_with("MATERIALIZED")
+            query = query.join(late, late.c.id == Case.id).with_hint(Case, "NOT INDEXED", "sqlite")
     elif filters.overdue is False:
         query = query.where(or_(Case.due_at.is_(None), Case.due_at >= now))
     return newest_first_page(session, query.options(*_with_relations()), id_column, limit, before_id)
