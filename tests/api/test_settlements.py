@@ -17,9 +17,8 @@ from tests.conftest import at
 def treated_case(client, session, logins) -> HttpCase:
     case = new_case(client, session, logins, screened_days_ago=30)
     coordinator, hospital = logins["coordinator"], logins["hospital"]
-    case.fire(
-        coordinator, "confirm", {"diagnosis_code": "C15.9", "diagnosed_by": hospital.org_unit, "diagnosed_at": iso(28)}
-    )
+    case.fire(coordinator, "confirm", {"diagnosis_code": "C15.9", "diagnosed_by": hospital.org_unit,
+                                       "diagnosed_at": iso(28)})
     case.fire(coordinator, "assign", {"hospital_id": hospital.org_unit, "plan": "食管癌根治术"})
     case.fire(hospital, "admit", {"admitted_at": iso(25)})
     assert case.fire(hospital, "discharge", {"discharged_at": iso(20), "outcome": "improved"}).status_code == 200
@@ -27,33 +26,17 @@ def treated_case(client, session, logins) -> HttpCase:
 
 
 def post_bill(client, case, who, **over):
-    bill = {
-        "discharged_at": iso(20),
-        "admitted_at": iso(25),
-        "referral_compliant": True,
-        "special_treatment": False,
-        "total": "20000.00",
-        "in_policy": "18000.00",
-        "basic_insurance": "16200.00",
-        "own_payment": "3800.00",
-        **over,
-    }
+    bill = {"discharged_at": iso(20), "admitted_at": iso(25), "referral_compliant": True,
+            "special_treatment": False, "total": "20000.00", "in_policy": "18000.00",
+            "basic_insurance": "16200.00", "own_payment": "3800.00", **over}
     return client.post(f"/api/v1/cases/{case.id}/settlements", headers=who.headers, json=bill)
 
 
 def test_bill_round_trips_exactly_and_is_judged(client, session, logins):
     case = treated_case(client, session, logins)
     hospital = logins["hospital"]
-    big = post_bill(
-        client,
-        case,
-        hospital,
-        total="987654321.99",
-        in_policy="987654321.99",
-        basic_insurance="888888889.79",
-        critical_illness_insurance="0.01",
-        own_payment="98765432.19",
-    )
+    big = post_bill(client, case, hospital, total="987654321.99", in_policy="987654321.99",
+                    basic_insurance="888888889.79", critical_illness_insurance="0.01", own_payment="98765432.19")
     assert big.status_code == 201, big.json
     assert big.json["total"] == "987654321.99" and big.json["recorded"]["critical_illness_insurance"] == "0.01"
     listed = client.get(f"/api/v1/cases/{case.id}/settlements", headers=logins["coordinator"].headers).json
@@ -66,15 +49,8 @@ def test_2018_county_stay_beside_the_expected_chain(client, session, logins):
     walk = Walker(session, at(2018, 6, 1, 9))
     case = walk.discharge(walk.admit(walk.assign(walk.confirm(walk.new_case()))))
     http = HttpCase(client, case.id)
-    response = post_bill(
-        client,
-        http,
-        logins["hospital"],
-        discharged_at="2018-05-31T10:00:00+08:00",
-        admitted_at="2018-05-27T10:00:00+08:00",
-        basic_insurance="16000.00",
-        own_payment="4000.00",
-    )
+    response = post_bill(client, http, logins["hospital"], discharged_at="2018-05-31T10:00:00+08:00",
+                         admitted_at="2018-05-27T10:00:00+08:00", basic_insurance="16000.00", own_payment="4000.00")
     assert response.status_code == 201, response.json
     body = response.json
     # Expected (hand-computed in tests/workflows/test_money.py): basic 16,200.00, own 3,800.00.
@@ -84,14 +60,8 @@ def test_2018_county_stay_beside_the_expected_chain(client, session, logins):
     assert floors["inpatient_actual_ratio"] == (False, "200.00")  # 16,000 of 18,000 = 88.89%
     assert floors["own_payment_share"] == (False, "2000.00")  # 4,000 against 10% of 20,000
     assert body["shortfall"] == "2000.00" and body["below_floor"] is True
-    assert body["year"] == {
-        "year": 2018,
-        "own_payment_to_date": "4000.00",
-        "rural_income": "9862.00",
-        "over_rural_income": "0.00",
-        "second_assistance_due": None,
-        "charity_eligible": None,
-    }
+    assert body["year"] == {"year": 2018, "own_payment_to_date": "4000.00", "rural_income": "9862.00",
+                            "over_rural_income": "0.00", "second_assistance_due": None, "charity_eligible": None}
 
 
 def test_2026_stay_has_no_expected_figures(client, session, logins):
@@ -128,9 +98,7 @@ def test_settlement_ends_the_missing_settlement_alert_and_raises_below_floor(app
         scan(db.session(), utcnow() + timedelta(seconds=1))
     alerts = client.get(f"/api/v1/alerts?case_id={case.id}", headers=coordinator.headers).json["items"]
     assert sorted((a["rule"], a["status"], a["org_unit"]) for a in alerts) == [
-        ("below_floor", "open", coordinator.org_unit),
-        ("settlement_missing", "resolved", logins["hospital"].org_unit),
-    ]
+        ("below_floor", "open", coordinator.org_unit), ("settlement_missing", "resolved", logins["hospital"].org_unit)]
     assert case.get(coordinator).json["due_at"] is None
 
 
@@ -154,31 +122,15 @@ def test_second_stay_of_the_year_uses_the_first_for_bands_and_income(client, ses
     walk = Walker(session, at(2018, 9, 1, 9))
     case = walk.discharge(walk.admit(walk.assign(walk.confirm(walk.new_case()))))
     http = HttpCase(client, case.id)
-    first = post_bill(
-        client,
-        http,
-        logins["hospital"],
-        discharged_at="2018-08-30T10:00:00+08:00",
-        admitted_at=None,
-        total="20000.00",
-        in_policy="18000.00",
-        basic_insurance="16200.00",
-        own_payment="3800.00",
-    )
+    first = post_bill(client, http, logins["hospital"], discharged_at="2018-08-30T10:00:00+08:00",
+                      admitted_at=None, total="20000.00", in_policy="18000.00", basic_insurance="16200.00",
+                      own_payment="3800.00")
     assert first.status_code == 201, first.json
     # Second stay: 10,000 in-policy at the county hospital, 9,000 basic, 1,000 left. With the first stay's 1,800,
     # the year's base is 2,800: still under the 4,931 deductible, so no critical-illness payment; own 1,000
     # brings the year to 4,800.00 (under the 9,862 rural income).
-    second = post_bill(
-        client,
-        http,
-        logins["hospital"],
-        discharged_at="2018-08-31T10:00:00+08:00",
-        admitted_at=None,
-        total="10000.00",
-        in_policy="10000.00",
-        basic_insurance="9000.00",
-        own_payment="1000.00",
-    )
+    second = post_bill(client, http, logins["hospital"], discharged_at="2018-08-31T10:00:00+08:00",
+                       admitted_at=None, total="10000.00", in_policy="10000.00", basic_insurance="9000.00",
+                       own_payment="1000.00")
     assert second.json["expected"]["critical_illness_insurance"] == "0.00"
     assert second.json["year"]["own_payment_to_date"] == "4800.00"

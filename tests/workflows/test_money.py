@@ -250,6 +250,5 @@ def test_layers_must_add_up_and_nothing_negative():
 
 def test_longchuan_chain_has_no_figures_for_a_year_the_pack_does_not_cover():
     b = bill("1000.00", "1000.00")
-    assert (
-        expected_layers(b, LONGCHUAN, year=2026, hospital_level="county", higher_floor=False, ytd=YearToDate()) is None
-    )
+    assert expected_layers(b, LONGCHUAN, year=2026, hospital_level="county", higher_floor=False,
+                           ytd=YearToDate()) is None
