@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -112,6 +113,7 @@ class Villages:
             query = query.where(OrgUnit.code.in_(org_subtree(county)))
         self.county = county
         self.codes: set[str] = set()
+        self._resolved: dict[str, str] = {}
         self.names: dict[str, str | None] = {}
         for code, name in session.execute(query):
             self.codes.add(code)
@@ -119,6 +121,14 @@ class Villages:
 
     def resolve(self, value: Any) -> str:
         text = cell_text(value)
+        known = self._resolved.get(text)
+        if known is not None:
+            return known
+        code = self._resolve(text)
+        self._resolved[text] = code  # a roster names the same few dozen villages over and over
+        return code
+
+    def _resolve(self, text: str) -> str:
         if text in self.codes:
             return text
         if self.county and text in self.names:
@@ -261,31 +271,31 @@ def _open(path: Path) -> Table:
 def _validate(
     row: list[Any], columns: dict[str, int], villages: Villages, today: date
 ) -> tuple[dict[str, Any] | None, str | None]:
-    def cell(name: str) -> Any:
-        index = columns[name]
-        return row[index] if index < len(row) else None
-
+    if len(row) <= max(columns.values()):
+        row = [*row, *([None] * (max(columns.values()) + 1 - len(row)))]
     problems: list[str] = []
     values: dict[str, Any] = {}
     try:
-        resident = parse_id_number(cell_text(cell("id_number")), today)
+        resident = parse_id_number(cell_text(row[columns["id_number"]]), today)
         values.update(id_number=resident.number, sex=resident.sex, birth_date=resident.birth_date)
     except InvalidIdNumber as exc:
         problems.append(f"身份证号：{id_number_error(exc)}")
-    name = cell_text(cell("name"))
+    name = cell_text(row[columns["name"]])
     if not name:
         problems.append("姓名：不能为空")
     elif len(name) > 100:
         problems.append("姓名：超过100个字")
     values["name"] = name
-    for key, parse in (("village_code", villages.resolve), ("category", parse_category)):
-        source = "village" if key == "village_code" else key
-        try:
-            values[key] = parse(cell(source))
-        except ValueError as exc:
-            problems.append(f"{FIELD_LABELS[source]}：{exc}")
     try:
-        since = parse_day(cell("category_since"))
+        values["village_code"] = villages.resolve(row[columns["village"]])
+    except ValueError as exc:
+        problems.append(f"村/社区：{exc}")
+    try:
+        values["category"] = _category_of(cell_text(row[columns["category"]]))
+    except ValueError as exc:
+        problems.append(f"类别：{exc}")
+    try:
+        since = parse_day(row[columns["category_since"]])
         if since > today:
             problems.append("认定日期：晚于今天")
         values["category_since"] = since
@@ -294,6 +304,11 @@ def _validate(
     if problems:
         return None, "；".join(problems)
     return values, None
+
+
+@lru_cache(maxsize=256)
+def _category_of(text: str) -> str:
+    return parse_category(text)
 
 
 def _apply(
