@@ -34,6 +34,15 @@ class DiseaseEntrySchema(Schema):
     expected_stay_days = fields.Integer()
     follow_up_interval_days = fields.Integer()
     higher_floor = fields.Boolean()
+    with_secondary = fields.Method(
+        "_secondary",
+        metadata={"type": "array", "description": "codes that need another diagnosis beside them on the record"},
+    )
+    lesions_min = fields.Integer(allow_none=True, metadata={"description": "distinct lesions confirm must carry"})
+    resistance = fields.String(allow_none=True, metadata={"description": "drug resistance confirm must show"})
+
+    def _secondary(self, disease) -> list[dict]:
+        return [{"codes": list(r.codes), "any_of": list(r.any_of), "why": r.why} for r in disease.with_secondary]
 
 
 class _DictValues(fields.List):

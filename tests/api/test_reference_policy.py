@@ -36,3 +36,13 @@ def test_policy_shows_category_periods_and_review_deadlines(client, logins):
     assert body["category_periods"] == {"poor_exited_supported": {"years": 2, "until": None, "then": None}}
     assert body["assistance_deadlines_days"]["raised"] == 10
     assert "assistance_deadlines_days" in body["assumptions"]
+
+
+def test_policy_says_what_a_confirm_must_carry(client, logins):
+    body = client.get("/api/v1/policies/longchuan-2017", headers=logins["doctor"].headers).json
+    diseases = {d["code"]: d for d in body["diseases"]}
+    # Seed 001 第6条 "合并两种或以上的复杂先心病", "耐多药肺结核", "重性精神病".
+    assert diseases["chd_complex"]["lesions_min"] == 2
+    assert diseases["mdr_tb"]["resistance"] == "rifampicin"
+    epilepsy = diseases["severe_mental_illness"]["with_secondary"][0]
+    assert (epilepsy["codes"], epilepsy["any_of"]) == (["F06"], ["G40"])
