@@ -25,6 +25,12 @@ from workflows.policy_pack import HOSPITAL_GRADES, PolicyPack, packs
 bp = Blueprint("reference", __name__, url_prefix="/api/v1", description="Policies, org units, hospitals, groups")
 
 
+class SecondaryRuleSchema(Schema):
+    codes = fields.List(fields.String(), metadata={"description": "diagnosis codes this rule applies to"})
+    any_of = fields.List(fields.String(), metadata={"description": "one of these must stand beside them"})
+    why = fields.String()
+
+
 class DiseaseEntrySchema(Schema):
     code = fields.String()
     name_zh = fields.String()
@@ -34,15 +40,12 @@ class DiseaseEntrySchema(Schema):
     expected_stay_days = fields.Integer()
     follow_up_interval_days = fields.Integer()
     higher_floor = fields.Boolean()
-    with_secondary = fields.Method(
-        "_secondary",
-        metadata={"type": "array", "description": "codes that need another diagnosis beside them on the record"},
+    with_secondary = fields.List(
+        fields.Nested(SecondaryRuleSchema),
+        metadata={"description": "codes that need another diagnosis beside them on the record"},
     )
     lesions_min = fields.Integer(allow_none=True, metadata={"description": "distinct lesions confirm must carry"})
     resistance = fields.String(allow_none=True, metadata={"description": "drug resistance confirm must show"})
-
-    def _secondary(self, disease) -> list[dict]:
-        return [{"codes": list(r.codes), "any_of": list(r.any_of), "why": r.why} for r in disease.with_secondary]
 
 
 class _DictValues(fields.List):

@@ -8,6 +8,7 @@ is turned back into the schema's own input (ISO date-times with the China offset
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -35,10 +36,23 @@ FIELD_LABELS = {
     "opinion": "会诊意见",
     "died_at": "死亡时间",
     "reason": "理由",
+    "secondary_codes": "其他诊断（ICD-10，逗号分隔）",
+    "lesions": "先心病病变（ICD-10，逗号分隔，复杂先心病需两种以上）",
+    "drug_resistance.method": "药敏检测方法（耐药结核）",
+    "drug_resistance.resistant_to": "耐药药物（英文名，逗号分隔，如 rifampicin, isoniazid）",
+    "drug_resistance.laboratory": "检测实验室",
 }
 CHOICE_LABELS = {
     "outcome": {"cured": "治愈", "improved": "好转", "unchanged": "未愈", "worsened": "恶化", "other": "其他"},
+    "drug_resistance.method": {
+        "phenotypic": "表型药敏试验",
+        "xpert_mtb_rif": "Xpert MTB/RIF",
+        "line_probe_assay": "线性探针",
+        "sequencing": "测序",
+    },
 }
+# Lists are typed as one line of codes: commas (half or full width), 、 or spaces between them.
+LIST_SEPARATORS = re.compile(r"[,，、\s]+")
 LONG_TEXT = {"plan", "summary", "opinion", "reason"}
 
 
@@ -82,11 +96,13 @@ def form_for(
     submitted = submitted or {}
     errors = dict(errors or {})
     out: list[Field] = []
-    for name, schema_field in rule.data_schema().fields.items():
+    for name, schema_field in _form_fields(rule):
         kind, options = _kind(name, schema_field)
         if name in choices:
             kind, options = "select", choices[name]
-        required = schema_field.required or (name == "reason" and rule.needs_reason)
+        # A nested object is optional as a whole (a DST result only for drug-resistant TB): its
+        # fields are never required on their own.
+        required = (schema_field.required and "." not in name) or (name == "reason" and rule.needs_reason)
         out.append(
             Field(
                 name,
@@ -133,11 +149,18 @@ def event_data(rule: EventRule, form: dict[str, str]) -> tuple[dict[str, Any], s
     Empty inputs are left out, so the schema reports a required field as missing."""
     data: dict[str, Any] = {}
     errors: dict[str, list[str]] = {}
-    for name, schema_field in rule.data_schema().fields.items():
+    for name, schema_field in _form_fields(rule):
         raw = (form.get(name) or "").strip()
         if not raw or name == "reason":
             continue
-        if isinstance(schema_field, fields.DateTime):
+        if "." in name:  # a field of a nested object (the DST result): gathered under its parent
+            parent, child = name.split(".", 1)
+            nested = data.setdefault(parent, {})
+            nested[child] = _split(raw) if isinstance(schema_field, fields.List) else raw
+            continue
+        if isinstance(schema_field, fields.List):
+            data[name] = _split(raw)
+        elif isinstance(schema_field, fields.DateTime):
             try:
                 data[name] = local_to_iso(raw)
             except ValueError:
@@ -148,6 +171,24 @@ def event_data(rule: EventRule, form: dict[str, str]) -> tuple[dict[str, Any], s
             data[name] = raw
     reason = (form.get("reason") or "").strip() or None
     return data, reason, errors
+
+
+def _form_fields(rule: EventRule) -> list[tuple[str, fields.Field]]:
+    """The event's data fields as form inputs: a nested object's fields become ``parent.child``
+    inputs (its dates are left to the API: the console asks only what a confirm must carry)."""
+    out: list[tuple[str, fields.Field]] = []
+    for name, schema_field in rule.data_schema().fields.items():
+        if isinstance(schema_field, fields.Nested):
+            for child, child_field in schema_field.schema.fields.items():
+                if not isinstance(child_field, fields.Date | fields.DateTime):
+                    out.append((f"{name}.{child}", child_field))
+        else:
+            out.append((name, schema_field))
+    return out
+
+
+def _split(raw: str) -> list[str]:
+    return [part for part in LIST_SEPARATORS.split(raw) if part]
 
 
 def money(value: str) -> Decimal | None:

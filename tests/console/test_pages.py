@@ -33,14 +33,14 @@ def log_in(client, username: str, password: str = PASSWORD):
     return client.post("/login", data={"csrf": token, "username": username, "password": password})
 
 
-def screened_case(client) -> int:
+def screened_case(client, disease: str = OESOPHAGEAL) -> int:
     page = client.get("/screen?person=" + str(client.person_id))
     answer = client.post(
         "/screen",
         data={
             "csrf": csrf_of(page.text),
             "person": client.person_id,
-            "disease_code": OESOPHAGEAL,
+            "disease_code": disease,
             "source": "health_check",
             "screened_at": "2026-01-05T09:30",
         },
@@ -89,6 +89,25 @@ def test_missing_required_fields_are_named_in_chinese_next_to_the_field(coordina
     assert answer.status_code == 422
     assert re.search(r'data-field-error="diagnosis_code">必填<', answer.text)
     assert re.search(r'data-field-error="diagnosed_at">必填<', answer.text)
+
+
+def test_a_drug_resistant_tb_confirm_carries_the_dst_result_typed_in_the_form(coordinator, session):
+    """Seed 001 names 耐多药肺结核: resistance is a laboratory fact the confirm form asks for."""
+    case_id = screened_case(coordinator, "mdr_tb")
+    page = coordinator.get(f"/cases/{case_id}")
+    assert 'name="drug_resistance.method"' in page.text and 'name="drug_resistance.resistant_to"' in page.text
+    confirm = {
+        "version": "1",
+        "diagnosis_code": "A15.0",
+        "diagnosed_by": designated_hospital(session, "county"),
+        "diagnosed_at": "2026-01-06T10:00",
+    }
+    refused = coordinator.post(f"/cases/{case_id}/events/confirm", data={"csrf": csrf_of(page.text), **confirm})
+    assert refused.status_code == 422 and 'data-state="screened"' in refused.text
+    dst = {"drug_resistance.method": "xpert_mtb_rif", "drug_resistance.resistant_to": "rifampicin，isoniazid"}
+    done = coordinator.post(f"/cases/{case_id}/events/confirm", data={"csrf": csrf_of(refused.text), **confirm, **dst})
+    assert done.status_code == 302, done.text
+    assert 'data-state="confirmed"' in coordinator.get(f"/cases/{case_id}").text
 
 
 def test_a_foreign_case_is_an_html_404_and_the_api_keeps_problem_json(app, coordinator, session):
