@@ -8,6 +8,7 @@ from marshmallow import Schema, fields, validate
 
 from api.auth import current_actor
 from api.cases import decode_cursor, encode_cursor
+from api.contract import CURSOR
 from api.extensions import db
 from api.problems import MAX_ID
 from casework.services.access_log import list_access
@@ -20,7 +21,10 @@ class AccessQuerySchema(Schema):
     person_id = fields.Integer(validate=validate.Range(1, MAX_ID))
     user = fields.String(validate=validate.Length(min=1, max=80), metadata={"description": "user name"})
     limit = fields.Integer(load_default=50, validate=validate.Range(1, MAX_LIMIT))
-    cursor = fields.String()
+    cursor = fields.String(
+        validate=validate.Regexp(CURSOR),
+        metadata={"description": "a next_cursor from the previous page, as given (another is 422)"},
+    )
 
 
 class AccessSchema(Schema):

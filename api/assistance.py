@@ -8,6 +8,7 @@ from marshmallow import Schema, fields, validate
 
 from api.auth import current_actor
 from api.cases import _expected_version
+from api.contract import IF_MATCH
 from api.extensions import db
 from api.idempotency import idempotent
 from api.settlements import Money
@@ -29,7 +30,7 @@ _IF_MATCH = {
     "in": "header",
     "name": "If-Match",
     "required": True,
-    "schema": {"type": "string"},
+    "schema": {"type": "string", "pattern": IF_MATCH},
     "description": 'the ETag of the application you acted on, like "2"',
 }
 
@@ -55,9 +56,15 @@ class ApplicationSchema(Schema):
 
 class RaiseRequestSchema(Schema):
     kind = fields.String(required=True, validate=validate.OneOf(tuple(machine.KINDS)))
-    year = fields.Integer(required=True)
-    amount_requested = fields.String(load_default=None, allow_none=True)
-    note = fields.String(load_default=None, allow_none=True)
+    year = fields.Integer(required=True, validate=validate.Range(2000, 2100))
+    amount_requested = fields.String(
+        load_default=None,
+        allow_none=True,
+        # 0.01 up to 99,999,999.99 yuan.
+        validate=validate.Regexp(r"^(0\.(0[1-9]|[1-9][0-9]?)|[1-9][0-9]{0,7}(\.[0-9]{1,2})?)$"),
+        metadata={"description": "yuan, from 0.01"},
+    )
+    note = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=4000))
 
 
 class AssistanceEventRequestSchema(Schema):

@@ -12,6 +12,7 @@ from flask import request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
+from api import contract
 from api.auth import current_actor
 from api.extensions import db
 from api.idempotency import idempotent
@@ -153,7 +154,7 @@ class CaseEvents(MethodView):
                 "in": "header",
                 "name": "If-Match",
                 "required": True,
-                "schema": {"type": "string", "pattern": r'^(W/)?"[0-9]{1,18}"$'},
+                "schema": {"type": "string", "pattern": contract.IF_MATCH},
                 "description": 'the ETag of the case you acted on, like "3"',
             },
             {

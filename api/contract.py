@@ -33,6 +33,8 @@ ID_NUMBER = (
 )
 # api/cases.py encode_cursor: unpadded base64url. Only the server can tell one it gave out.
 CURSOR = r"^[A-Za-z0-9_-]{1,200}$"
+# An ETag sent back: the version in quotes, weak or not.
+IF_MATCH = r'^(W/)?"[0-9]{1,18}"$'
 MONEY = r"^[0-9]{1,12}(\.[0-9]{1,2})?$"  # yuan; the database column holds 12 digits before the point
 
 _PROBLEM = {"application/problem+json": {"schema": "Problem"}}

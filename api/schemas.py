@@ -138,7 +138,10 @@ class ReferralQueueItemSchema(CaseSchema):
 
 class ReferralQueueQuerySchema(Schema):
     limit = fields.Integer(load_default=50, validate=validate.Range(1, MAX_LIMIT))
-    cursor = fields.String(metadata={"description": "from the previous page's Link rel=next"})
+    cursor = fields.String(
+        validate=validate.Regexp(CURSOR),
+        metadata={"description": "from the previous page's Link rel=next, as given (another is 422)"},
+    )
 
 
 class NewPersonSchema(Schema):
@@ -154,7 +157,11 @@ class NewPersonSchema(Schema):
         },
     )
     name = fields.String(
-        required=True, validate=[validate.Length(min=1, max=100), validate.Regexp(r"^\s*\S", error="must not be blank")]
+        required=True,
+        validate=[
+            validate.Length(min=1, max=100),
+            validate.Regexp(r"^\s*[^\s\x00-\x1f\x7f]", error="must not be blank"),
+        ],
     )
     village_code = fields.String(
         required=True,

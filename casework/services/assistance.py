@@ -71,14 +71,16 @@ def _append(
     )
 
 
-def _load(schema: type, data: Any) -> dict[str, Any]:
+def _load(schema: type, data: Any, prefix: str = "data.") -> dict[str, Any]:
+    """``prefix`` names where the fields stood in the request: an event's ``data``, or (raising an
+    application) the body itself."""
     if not isinstance(data, dict):
-        raise ValidationFailed.field("data", "must be an object")
+        raise ValidationFailed.field(prefix.rstrip(".") or "body", "must be an object")
     try:
         loaded: dict[str, Any] = schema().load(data)
     except ValidationError as exc:
         raise ValidationFailed(
-            {f"data.{k}": v if isinstance(v, list) else [str(v)] for k, v in exc.messages_dict.items()}
+            {f"{prefix}{k}": v if isinstance(v, list) else [str(v)] for k, v in exc.messages_dict.items()}
         ) from None
     return loaded
 
@@ -88,7 +90,7 @@ def raise_application(
 ) -> AssistanceApplication:
     """The coordinator raises an application on a case of the county."""
     now = now or utcnow()
-    loaded = _load(machine.RaiseData, data)
+    loaded = _load(machine.RaiseData, data, prefix="")
     with write_transaction(session):
         case_row = _case(session, actor, case_id, lock=True)
         role, unit = machine.RAISER
@@ -96,7 +98,7 @@ def raise_application(
             raise Forbidden("the county coordinator of the case's county raises applications")
         pack = packs()[case_row.policy_code]
         if not _kind_allowed(pack, loaded["kind"]):
-            raise ValidationFailed.field("data.kind", f"{pack.code} has no {loaded['kind']} rule")
+            raise ValidationFailed.field("kind", f"{pack.code} has no {loaded['kind']} rule")
         app = _new(session, case_row, loaded, pack, now, automatic=False)
         session.add(app)
         flush_or_conflict(session, f"the person already has a {loaded['kind']} application for {loaded['year']}")

@@ -61,6 +61,10 @@ SERVER_CHECKED: dict[tuple[str, str], dict[str, str]] = {
         "admitted_at": "not after discharged_at",
     },
     ("POST", "/api/v1/users"): {"org_unit": "an org unit that exists, of the kind the role needs"},
+    ("GET", "/api/v1/queues/referrals"): {"cursor": "a cursor this API gave out"},
+    ("GET", "/api/v1/access-log"): {"cursor": "a cursor this API gave out"},
+    ("POST", "/api/v1/imports/persons"): {"file": "a readable .xlsx or .csv file, by its name and content"},
+    ("POST", "/api/v1/cases/{case_id}/assistance"): {"kind": "a kind the case's policy has a rule for"},
 }
 # On every operation that takes one: an Idempotency-Key already used with another request.
 EVERYWHERE = {"Idempotency-Key"}
@@ -172,7 +176,8 @@ def test_openapi_stateful(served_app, client, session, logins):
     open_cases(client, session, logins, 3)
     # The case resources only, valid requests only (test_openapi_fuzz sends the invalid ones): the
     # steps go where the links lead rather than into the reference data.
-    schema = _schema(served_app).include(path_regex=r"^/api/v1/(cases|persons)")
+    # (The review chain hangs off a case but has no links of its own: left to test_openapi_fuzz.)
+    schema = _schema(served_app).include(path_regex=r"^/api/v1/(cases|persons)(?!.*/assistance)")
     schema.config.generation.update(modes=[GenerationMode.POSITIVE])
     headers = {"Authorization": f"Bearer {logins['coordinator'].token}"}
     seen: list[str] = []

@@ -61,9 +61,7 @@ def test_stalled_connections_do_not_stop_answers(default_server, client, session
         for _ in range(3):
             health = c.call(base, "GET", "/healthz", timeout=ANSWER_WITHIN)
             assert health.status == 200, health
-            read = c.call(
-                base, "GET", f"/api/v1/cases/{case_id}", headers=token, timeout=ANSWER_WITHIN
-            )
+            read = c.call(base, "GET", f"/api/v1/cases/{case_id}", headers=token, timeout=ANSWER_WITHIN)
             assert read.status == 200 and read.json()["id"] == case_id, read
             login = c.call(
                 base, "POST", "/api/v1/auth/token", {"username": "nobody", "password": "x"}, timeout=ANSWER_WITHIN
