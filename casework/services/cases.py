@@ -28,7 +28,7 @@ from casework.services.alerts import open_step_alerts, resolve_for_case
 from casework.views import case_view
 from workflows import case_machine as machine
 from workflows.deadlines import due_at
-from workflows.policy_pack import pack_for, packs
+from workflows.policy_pack import PolicyPack, pack_for, packs
 
 SCREENERS = ("county_coordinator", "village_doctor", "hospital")
 # Entries in a case's history that record a change beside the workflow (a follow-up visit moving
@@ -80,25 +80,17 @@ def screen(
             )
         if disease.age_max is not None and _age_on(person, screened_at) > disease.age_max:
             raise ValidationFailed.field("disease_code", f"{disease.name_zh} covers patients up to {disease.age_max}")
-        case = Case(
-            person_id=person.id,
-            disease_code=disease_code,
-            policy_code=pack.code,
-            category=person.category,
-            state=machine.SCREENED,
-            version=1,
-            village_code=person.village_code,
-            township_code=regions["township"],
-            county_code=regions["county"],
-            city_code=regions["city"],
-            province_code=regions["province"],
-            source=source,
-            note=note,
-            screened_at=screened_at,
-            entered_state_at=screened_at,
-            due_at=due_at(machine.SCREENED, screened_at, pack, disease_code),
-            created_at=now,
-            updated_at=now,
+        case = new_case(
+            person.id,
+            person.village_code,
+            regions,
+            pack,
+            disease_code,
+            person.category,
+            source,
+            note,
+            screened_at,
+            now,
         )
         session.add(case)
         # One open case per person and disease: the partial unique index decides, race-free.
@@ -118,6 +110,42 @@ def screen(
             _hold(session, case.id, actor.org_unit_code)
         view = _record_view(session, case, actor, now)
     return view
+
+
+def new_case(
+    person_id: int,
+    village_code: str,
+    regions: dict[str, str],
+    pack: PolicyPack,
+    disease_code: str,
+    category: str,
+    source: str,
+    note: str | None,
+    screened_at: datetime,
+    now: datetime,
+) -> Case:
+    """A case row in ``screened``, its place and first deadline filled in: the one place a case
+    starts, whether screened here, found in discharge records or migrated from a ledger."""
+    return Case(
+        person_id=person_id,
+        disease_code=disease_code,
+        policy_code=pack.code,
+        category=category,
+        state=machine.SCREENED,
+        version=1,
+        village_code=village_code,
+        township_code=regions["township"],
+        county_code=regions["county"],
+        city_code=regions["city"],
+        province_code=regions["province"],
+        source=source,
+        note=note,
+        screened_at=screened_at,
+        entered_state_at=screened_at,
+        due_at=due_at(machine.SCREENED, screened_at, pack, disease_code),
+        created_at=now,
+        updated_at=now,
+    )
 
 
 def fire(

@@ -25,12 +25,12 @@ from casework.errors import ValidationFailed
 from casework.id_number import InvalidIdNumber, parse_id_number
 from casework.models import Case, CaseEvent, Person
 from casework.references import region_chain
+from casework.services.cases import new_case
 from casework.services.eligibility import category_on, eligible
 from casework.services.ledger_import import IMPORT_ACTOR, start_of
 from casework.services.roster import id_number_error
 from casework.tabular import UnreadableFile, cell_text, map_header, open_table, parse_day
 from workflows import case_machine as machine
-from workflows.deadlines import due_at
 from workflows.policy_pack import PolicyPack, pack_for
 
 HEADERS: dict[str, tuple[str, ...]] = {
@@ -243,25 +243,17 @@ class _Finder:
             + (f"入院 {record.admitted}，" if record.admitted else "")
             + f"出院 {record.discharged}"
         )
-        case = Case(
-            person_id=person.id,
-            disease_code=disease_code,
-            policy_code=pack.code,
-            category=category,
-            state=machine.SCREENED,
-            version=1,
-            village_code=person.village_code,
-            township_code=regions["township"],
-            county_code=regions["county"],
-            city_code=regions["city"],
-            province_code=regions["province"],
-            source="registry_match",
-            note=note,
-            screened_at=screened_at,
-            entered_state_at=screened_at,
-            due_at=due_at(machine.SCREENED, screened_at, pack, disease_code),
-            created_at=self.now,
-            updated_at=self.now,
+        case = new_case(
+            person.id,
+            person.village_code,
+            regions,
+            pack,
+            disease_code,
+            category,
+            "registry_match",
+            note,
+            screened_at,
+            self.now,
         )
         self.session.add(case)
         self.session.flush()

@@ -35,6 +35,7 @@ from casework.errors import ValidationFailed
 from casework.id_number import InvalidIdNumber, parse_id_number
 from casework.models import Case, CaseEvent, CaseHolder, FollowUpVisit, Person, PersonCategory, Settlement
 from casework.references import DatabaseReferences, region_chain
+from casework.services.cases import new_case
 from casework.services.eligibility import eligible
 from casework.services.ledger import CHINA, COLUMNS, ENDING_EVENTS, OUTCOME_LABELS, SOURCE_LABELS
 from casework.services.roster import Villages, id_number_error, parse_category
@@ -250,27 +251,19 @@ class _RowImporter:
         person, person_new = self._person(resident, text["name"], village, category, screened_on)
         if self._present(person.id, disease_code, screened_on):
             return False, 0
-        case = Case(
-            person_id=person.id,
-            disease_code=disease_code,
-            policy_code=pack.code,
-            category=category,
-            state=machine.SCREENED,
-            version=1,
-            village_code=village,
-            township_code=regions["township"],
-            county_code=regions["county"],
-            city_code=regions["city"],
-            province_code=regions["province"],
-            source=_SOURCES.get(text.get("source") or "", "other"),
-            note=PLACEHOLDER,
-            screened_at=start_of(screened_on),
-            entered_state_at=start_of(screened_on),
-            due_at=due_at(machine.SCREENED, start_of(screened_on), pack, disease_code),
-            eligibility_lost_on=days["eligibility_lost_on"],
-            created_at=self.now,
-            updated_at=self.now,
+        case = new_case(
+            person.id,
+            village,
+            regions,
+            pack,
+            disease_code,
+            category,
+            _SOURCES.get(text.get("source") or "", "other"),
+            PLACEHOLDER,
+            start_of(screened_on),
+            self.now,
         )
+        case.eligibility_lost_on = days["eligibility_lost_on"]
         self.session.add(case)
         self.session.flush()
         self._event(case, machine.SCREEN_EVENT, None, start_of(screened_on), {"disease_code": disease_code}, None)

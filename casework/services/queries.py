@@ -122,9 +122,7 @@ def referral_queue(
     query = select(Case).where(Case.state == REFERRED, Case.referral_group_code == actor.org_unit_code)
     if after is not None:
         since, last_id = after
-        query = query.where(
-            or_(Case.entered_state_at > since, and_(Case.entered_state_at == since, Case.id > last_id))
-        )
+        query = query.where(or_(Case.entered_state_at > since, and_(Case.entered_state_at == since, Case.id > last_id)))
     query = query.options(*_with_relations()).order_by(Case.entered_state_at, Case.id).limit(limit + 1)
     rows = session.scalars(query).unique().all()
     page = rows[:limit]

@@ -64,9 +64,7 @@ def _category_for_stay(session: Session, case: Case, day: date) -> tuple[str, da
 
 def _context(session: Session, case: Case, hospital_code: str, day: date) -> _Context:
     pack = packs()[case.policy_code]
-    level, grade = session.execute(
-        select(Hospital.level, Hospital.grade).where(Hospital.code == hospital_code)
-    ).one()
+    level, grade = session.execute(select(Hospital.level, Hospital.grade).where(Hospital.code == hospital_code)).one()
     category, since = _category_for_stay(session, case, day)
     # What the category counts as on the day of the stay: a support period may have run out since then.
     effective = pack.category_on(category, on=day, category_since=since)
@@ -197,9 +195,6 @@ def _view(
         assistance_paid=paid_in_year(session, row.person_id, row.year),
     )
     return SettlementView(row, result, expected, year)
-
-
-
 
 
 def _year_to_date(session: Session, row: Settlement) -> YearToDate:
