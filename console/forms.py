@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 from marshmallow import fields, validate
 
 from workflows.case_machine import RULES, EventRule
+from workflows.policy_pack import Disease
 
 CHINA = ZoneInfo("Asia/Shanghai")  # users type local times; the services store UTC
 
@@ -92,11 +93,14 @@ def form_for(
     choices: dict[str, list[tuple[str, str]]],
     submitted: dict[str, str] | None = None,
     errors: dict[str, list[str]] | None = None,
+    skip: frozenset[str] = frozenset(),
 ) -> ActionForm:
     submitted = submitted or {}
     errors = dict(errors or {})
     out: list[Field] = []
     for name, schema_field in _form_fields(rule):
+        if name.split(".")[0] in skip:
+            continue
         kind, options = _kind(name, schema_field)
         if name in choices:
             kind, options = "select", choices[name]
@@ -127,12 +131,33 @@ def action_forms(
     failed: str | None = None,
     submitted: dict[str, str] | None = None,
     errors: dict[str, list[str]] | None = None,
+    disease: Disease | None = None,
 ) -> list[ActionForm]:
-    """One form per event the viewer may fire now; the failed one keeps what was typed and its errors."""
+    """One form per event the viewer may fire now; the failed one keeps what was typed and its errors.
+    A confirm asks only for the evidence the case's disease needs beside its code."""
+    skip = unasked_evidence(disease) if disease is not None else frozenset()
     return [
-        form_for(RULES[event], choices, submitted if event == failed else None, errors if event == failed else None)
+        form_for(
+            RULES[event],
+            choices,
+            submitted if event == failed else None,
+            errors if event == failed else None,
+            skip,
+        )
         for event in allowed
     ]
+
+
+def unasked_evidence(disease: Disease) -> frozenset[str]:
+    """The confirm's evidence fields this disease does not ask for (the guards in case_machine)."""
+    asked = set()
+    if disease.lesions_min is not None:
+        asked.add("lesions")
+    if disease.resistance is not None:
+        asked |= {"drug_resistance", "secondary_codes"}  # a DST result, or U84.3 among the others
+    if disease.with_secondary:
+        asked.add("secondary_codes")
+    return frozenset({"lesions", "drug_resistance", "secondary_codes"} - asked)
 
 
 def local_to_iso(value: str) -> str:

@@ -329,7 +329,8 @@ def _render_case(case_id: int, status: int = 200, failed: str | None = None, sub
     context = _case_context(case_id, now)
     allowed = context["case"]["allowed_events"]
     choices = event_choices(db.session(), actor(), case_id) if allowed else {}
-    context["forms"] = action_forms(allowed, choices, failed, submitted, errors)
+    disease = packs()[context["case"]["policy"]].disease(context["case"]["disease"]["code"])
+    context["forms"] = action_forms(allowed, choices, failed, submitted, errors, disease)
     context.update(extra)
     return _page("case.html", status, **context)
 

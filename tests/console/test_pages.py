@@ -91,6 +91,12 @@ def test_missing_required_fields_are_named_in_chinese_next_to_the_field(coordina
     assert re.search(r'data-field-error="diagnosed_at">必填<', answer.text)
 
 
+def test_a_confirm_form_asks_only_for_the_evidence_its_disease_needs(coordinator):
+    page = coordinator.get(f"/cases/{screened_case(coordinator)}").text  # oesophageal cancer: the code suffices
+    assert 'name="diagnosis_code"' in page
+    assert 'name="lesions"' not in page and 'name="drug_resistance.method"' not in page
+
+
 def test_a_drug_resistant_tb_confirm_carries_the_dst_result_typed_in_the_form(coordinator, session):
     """Seed 001 names 耐多药肺结核: resistance is a laboratory fact the confirm form asks for."""
     case_id = screened_case(coordinator, "mdr_tb")
