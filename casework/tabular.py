@@ -21,6 +21,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, TextIO
 
+from casework.errors import ValidationFailed
+
 XLSX = "xlsx"
 CSV = "csv"
 
@@ -258,3 +260,25 @@ def count_rows(path: Path) -> int | None:
 
 
 RowCallback = Callable[[int, list[Any]], None]
+
+
+def open_import(
+    path: Path,
+    aliases: dict[str, tuple[str, ...]],
+    required: Sequence[tuple[str, str]],
+    any_of: Sequence[tuple[tuple[str, ...], str]] = (),
+    hint: str = "",
+) -> tuple[Table, dict[str, int]]:
+    """An uploaded file's table and where each known column stands. A file that cannot be read, or
+    lacks a ``required`` column (key, Chinese label) or every column of an ``any_of`` group, is
+    refused on the field ``file``, in Chinese, before any row is looked at."""
+    try:
+        table = open_table(path)
+    except UnreadableFile as exc:
+        raise ValidationFailed.field("file", str(exc)) from None
+    columns = map_header(table.header, aliases)
+    missing = [label for key, label in required if key not in columns]
+    missing += [label for keys, label in any_of if not any(key in columns for key in keys)]
+    if missing:
+        raise ValidationFailed.field("file", f"缺少列：{'、'.join(missing)}{hint}")
+    return table, columns

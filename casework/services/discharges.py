@@ -21,7 +21,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from casework.db import SQLITE_IMMEDIATE, utcnow
-from casework.errors import ValidationFailed
 from casework.id_number import InvalidIdNumber, parse_id_number
 from casework.models import Case, CaseEvent, Person
 from casework.references import region_chain
@@ -29,7 +28,7 @@ from casework.services.cases import new_case
 from casework.services.eligibility import category_on, eligible
 from casework.services.ledger_import import IMPORT_ACTOR, start_of
 from casework.services.roster import id_number_error
-from casework.tabular import UnreadableFile, cell_text, map_header, open_table, parse_day
+from casework.tabular import cell_text, open_import, parse_day
 from workflows import case_machine as machine
 from workflows.policy_pack import PolicyPack, pack_for
 
@@ -104,14 +103,7 @@ def import_discharges(
     now: datetime | None = None,
 ) -> DischargeReport:
     now = now or utcnow()
-    try:
-        table = open_table(path)
-    except UnreadableFile as exc:
-        raise ValidationFailed.field("file", str(exc)) from None
-    columns = map_header(table.header, HEADERS)
-    missing = [LABELS[k] for k in REQUIRED if k not in columns]
-    if missing:
-        raise ValidationFailed.field("file", f"缺少列：{'、'.join(missing)}")
+    table, columns = open_import(path, HEADERS, [(key, LABELS[key]) for key in REQUIRED])
     report = DischargeReport(dry_run=dry_run)
     finder = _Finder(session, now, report)
     if session.in_transaction():

@@ -31,7 +31,6 @@ from transitions import MachineError
 
 from casework.actor import Actor
 from casework.db import SQLITE_IMMEDIATE, insert_ignoring_conflicts, utcnow
-from casework.errors import ValidationFailed
 from casework.id_number import InvalidIdNumber, parse_id_number
 from casework.models import Case, CaseEvent, CaseHolder, FollowUpVisit, Person, PersonCategory, Settlement
 from casework.references import DatabaseReferences, region_chain
@@ -39,7 +38,7 @@ from casework.services.cases import new_case
 from casework.services.eligibility import eligible
 from casework.services.ledger import CHINA, COLUMNS, ENDING_EVENTS, OUTCOME_LABELS, SOURCE_LABELS
 from casework.services.roster import Villages, id_number_error, parse_category
-from casework.tabular import UnreadableFile, cell_text, map_header, open_table, parse_day
+from casework.tabular import cell_text, open_import, parse_day
 from workflows import case_machine as machine
 from workflows.deadlines import due_at
 from workflows.money import LAYERS
@@ -140,16 +139,9 @@ def import_cases(
 ) -> CaseImportReport:
     """Import a ledger file; one transaction, each row in a savepoint (see the module docstring)."""
     now = now or utcnow()
-    try:
-        table = open_table(path)
-    except UnreadableFile as exc:
-        raise ValidationFailed.field("file", str(exc)) from None
-    columns = map_header(table.header, HEADERS)
-    missing = [LABEL[key] for key in REQUIRED if key not in columns]
-    if "village_code" not in columns and "village" not in columns:
-        missing.append("村/社区代码")
-    if missing:
-        raise ValidationFailed.field("file", f"缺少列：{'、'.join(missing)}")
+    table, columns = open_import(
+        path, HEADERS, [(key, LABEL[key]) for key in REQUIRED], any_of=[(("village_code", "village"), "村/社区代码")]
+    )
     report = CaseImportReport(dry_run=dry_run)
     villages = Villages(session, county)
     importer = _RowImporter(session, now)

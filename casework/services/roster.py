@@ -31,7 +31,7 @@ from casework.id_number import InvalidIdNumber, parse_id_number
 from casework.models import OrgUnit, Person, PersonCategory
 from casework.scope import org_subtree
 from casework.services.eligibility import flag_open_cases
-from casework.tabular import SheetWriter, Table, cell_text, map_header, open_table, parse_day
+from casework.tabular import SheetWriter, cell_text, open_import, open_table, parse_day
 from workflows.policy_pack import CATEGORIES, CATEGORY_LABELS
 
 IMPORTERS = ("admin", "county_coordinator")
@@ -205,11 +205,12 @@ def import_persons(
         unit = session.get(OrgUnit, county)
         if unit is None or unit.kind != "county":
             raise ValidationFailed.field("county", f"没有县 {county}")
-    table = _open(path)
-    columns = map_header(table.header, HEADERS)
-    missing = [FIELD_LABELS[name] for name in REQUIRED if name not in columns]
-    if missing:
-        raise ValidationFailed.field("file", f"缺少列：{'、'.join(missing)}（表头应为 {'、'.join(TEMPLATE_HEADER)}）")
+    table, columns = open_import(
+        path,
+        HEADERS,
+        [(name, FIELD_LABELS[name]) for name in REQUIRED],
+        hint=f"（表头应为 {'、'.join(TEMPLATE_HEADER)}）",
+    )
 
     today = today or date.today()
     report = RosterReport(dry_run=dry_run)
@@ -257,15 +258,6 @@ def import_persons(
         session.rollback()
         raise
     return report
-
-
-def _open(path: Path) -> Table:
-    from casework.tabular import UnreadableFile
-
-    try:
-        return open_table(path)
-    except UnreadableFile as exc:
-        raise ValidationFailed.field("file", str(exc)) from None
 
 
 def _validate(
