@@ -42,7 +42,7 @@ class AccessListSchema(Schema):
 
 @bp.route("/access-log")
 class AccessLogList(MethodView):
-    @bp.arguments(AccessQuerySchema, location="query")
+    @bp.arguments(AccessQuerySchema(), location="query")
     @bp.response(200, AccessListSchema)
     @bp.alt_response(403, description="only administrators and county coordinators read the access log")
     def get(self, query):

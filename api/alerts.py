@@ -74,7 +74,7 @@ class VisitSchema(Schema):
 
 @bp.route("/alerts")
 class Alerts(MethodView):
-    @bp.arguments(AlertQuerySchema, location="query")
+    @bp.arguments(AlertQuerySchema(), location="query")
     @bp.response(200, AlertListSchema)
     def get(self, query):
         """Overdue alerts on the cases you see, newest first."""
@@ -104,7 +104,7 @@ class FollowUps(MethodView):
         return list_visits(db.session(), current_actor(), case_id)
 
     @idempotent
-    @bp.arguments(NewVisitSchema)
+    @bp.arguments(NewVisitSchema())
     @bp.response(201, VisitSchema)
     @bp.alt_response(409, description="the case is not in follow-up")
     def post(self, visit, case_id):

@@ -39,10 +39,12 @@ def authenticate_request():
             headers={"WWW-Authenticate": "Bearer"},
         )
     session = db.session()
-    if request.method in WRITE_METHODS:
+    if request.method in WRITE_METHODS and request.mimetype != "multipart/form-data":
         # The request's one transaction starts here, as a write: on SQLite BEGIN IMMEDIATE before
         # the token is read, so the service and the stored answer continue it instead of ending a
-        # read transaction and starting another.
+        # read transaction and starting another. Not for uploads: their body is still on the wire
+        # (a JSON body was read before this), and a slow sender would hold SQLite's one write lock
+        # while its greenlet waits; the import begins its own transaction once the file is here.
         begin_write(session)
     try:
         g.actor = authenticate(session, token.strip())
@@ -92,7 +94,7 @@ class UserSchema(Schema):
 
 @bp.route("/auth/token")
 class Token(MethodView):
-    @bp.arguments(LoginSchema)
+    @bp.arguments(LoginSchema())
     @bp.response(200, TokenSchema)
     @bp.alt_response(401, description="wrong username or password")
     @bp.alt_response(429, description="too many failed logins (Retry-After)")
@@ -115,7 +117,7 @@ class RevokeToken(MethodView):
 
 @bp.route("/users")
 class Users(MethodView):
-    @bp.arguments(NewUserSchema)
+    @bp.arguments(NewUserSchema())
     @bp.response(201, UserSchema)
     @bp.alt_response(403, description="only admins create users")
     @bp.alt_response(409, description="the username is taken")

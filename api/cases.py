@@ -17,6 +17,7 @@ from api.auth import current_actor
 from api.extensions import db
 from api.idempotency import idempotent
 from api.problems import MAX_ID, problem
+from api.responses import view_response
 from api.schemas import (
     CaseEventSchema,
     CaseListSchema,
@@ -41,7 +42,7 @@ def _case_response(view: dict, status: int = 200):
     headers = {"ETag": f'"{view["version"]}"'}
     if status == 201:
         headers["Location"] = f"/api/v1/cases/{view['id']}"
-    return view, status, headers
+    return view_response(view, status, headers)
 
 
 IF_MATCH = re.compile(r'(?:W/)?"?([0-9]{1,18})"?')
@@ -98,7 +99,7 @@ def _expected_version():
 
 @bp.route("/cases")
 class Cases(MethodView):
-    @bp.arguments(CaseQuerySchema, location="query")
+    @bp.arguments(CaseQuerySchema(), location="query")
     @bp.response(200, CaseListSchema)
     def get(self, query):
         """Cases in your scope, newest first; follow ``next_cursor`` for the next page."""
@@ -109,13 +110,15 @@ class Cases(MethodView):
         now = utcnow()
         actor = current_actor()
         page, next_before = list_cases(db.session(), actor, filters, query["limit"], before, now)
-        return {
-            "items": [case_view(c, actor, now) for c in page],
-            "next_cursor": encode_cursor(next_before) if next_before else None,
-        }
+        return view_response(
+            {
+                "items": [case_view(c, actor, now) for c in page],
+                "next_cursor": encode_cursor(next_before) if next_before else None,
+            }
+        )
 
     @idempotent
-    @bp.arguments(NewCaseSchema)
+    @bp.arguments(NewCaseSchema())
     @bp.response(201, CaseSchema)
     @bp.alt_response(403, description="your role may not screen cases")
     @bp.alt_response(409, description="the person already has an open case for this disease")
@@ -142,7 +145,7 @@ class CaseEvents(MethodView):
         return case_events(db.session(), current_actor(), case_id)
 
     @idempotent
-    @bp.arguments(EventRequestSchema)
+    @bp.arguments(EventRequestSchema())
     @bp.response(200, CaseSchema)
     @bp.alt_response(403, description="your role may not fire this event on this case")
     @bp.alt_response(409, description="not allowed from the current state (see allowed_events)")
@@ -177,7 +180,7 @@ class CaseEvents(MethodView):
 
 @bp.route("/queues/referrals")
 class ReferralQueue(MethodView):
-    @bp.arguments(ReferralQueueQuerySchema, location="query")
+    @bp.arguments(ReferralQueueQuerySchema(), location="query")
     @bp.response(200, ReferralQueueItemSchema(many=True))
     @bp.alt_response(403, description="only expert groups have a referral queue")
     def get(self, query):
@@ -196,4 +199,4 @@ class ReferralQueue(MethodView):
         if next_after is not None:
             cursor = encode_queue_cursor(next_after)
             headers["Link"] = f'</api/v1/queues/referrals?limit={query["limit"]}&cursor={cursor}>; rel="next"'
-        return items, 200, headers
+        return view_response(items, 200, headers)

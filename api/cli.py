@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 
 import click
+from flask import current_app
 from flask.cli import FlaskGroup
 from sqlalchemy.orm import sessionmaker
 
@@ -98,12 +99,12 @@ register_data_commands(casework)
 @casework.command("serve")
 @click.option("--host", default=lambda: os.environ.get("CASEWORK_HOST", "127.0.0.1"))
 @click.option("--port", default=lambda: int(os.environ.get("CASEWORK_PORT", "5000")), type=int)
-@click.option("--workers", default=lambda: int(os.environ.get("CASEWORK_WORKERS", "2")), type=int)
-def serve(host: str, port: int, workers: int) -> None:
+@click.option("--workers", type=int, help="worker processes [CASEWORK_WORKERS; 1 on SQLite, 2 on PostgreSQL]")
+def serve(host: str, port: int, workers: int | None) -> None:
     """Serve the API with gunicorn."""
-    from api.server import run
+    from api.server import default_workers, run
 
-    run(host, port, workers, create_app)
+    run(host, port, workers or default_workers(current_app.config["SQLALCHEMY_DATABASE_URI"]), create_app)
 
 
 def main() -> None:

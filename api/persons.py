@@ -17,7 +17,7 @@ bp = Blueprint("persons", __name__, url_prefix="/api/v1", description="Residents
 @bp.route("/persons")
 class Persons(MethodView):
     @idempotent
-    @bp.arguments(NewPersonSchema)
+    @bp.arguments(NewPersonSchema())
     @bp.response(201, PersonBriefSchema)
     @bp.alt_response(409, description="this ID number is registered already (Location names the person)")
     def post(self, new):

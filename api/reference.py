@@ -170,7 +170,7 @@ class PolicyResource(MethodView):
 
 @bp.route("/org-units")
 class OrgUnits(MethodView):
-    @bp.arguments(OrgUnitQuerySchema, location="query")
+    @bp.arguments(OrgUnitQuerySchema(), location="query")
     @bp.response(200, OrgUnitSchema(many=True))
     def get(self, query):
         """Org units: the children of ``parent``, or the top of the tree."""
@@ -181,7 +181,7 @@ class OrgUnits(MethodView):
 
 @bp.route("/hospitals")
 class Hospitals(MethodView):
-    @bp.arguments(HospitalQuerySchema, location="query")
+    @bp.arguments(HospitalQuerySchema(), location="query")
     @bp.response(200, HospitalSchema(many=True))
     def get(self, query):
         """Hospitals, by region, level and designation."""

@@ -212,7 +212,7 @@ class Settlements(MethodView):
         return [present(view) for view in list_settlements(db.session(), current_actor(), case_id)]
 
     @idempotent
-    @bp.arguments(NewSettlementSchema)
+    @bp.arguments(NewSettlementSchema())
     @bp.response(201, SettlementSchema)
     @bp.alt_response(403, description="only hospitals record settlements")
     @bp.alt_response(409, description="the case was never admitted")

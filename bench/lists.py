@@ -11,7 +11,7 @@ Deep pages: the client follows next_cursor from the first page down 60 pages (ea
 and starts from a cursor near the end of the id range (1 % from the bottom).
 
     .venv/bin/python bench/lists.py [--engine sqlite|postgresql|both] [SIZES ...] [--repeat 20]
-        [--pages 60] [--workers 2] [--threads 4] [--explain]
+        [--pages 60] [--workers N] [--explain]
 
 Default size 10000 (make bench); the full run is `1000000`.
 """
@@ -21,7 +21,6 @@ from __future__ import annotations
 import base64
 import http.client
 import json
-import os
 import sys
 import time
 from dataclasses import dataclass
@@ -149,9 +148,9 @@ def _measure(client: Client, request: Request, repeat: int) -> tuple[list[float]
 def bench_size(db: databases.BenchDatabase, tokens: dict[str, str], size: int, args) -> list[dict]:
     one = databases.query(db, "SELECT max(id) FROM cases WHERE county_code = %s", (LONGCHUAN,))[0][0]
     rows = []
-    with served_api.Server(db, args.workers, args.threads) as server:
+    with served_api.Server(db, args.workers) as server:
         print(
-            f"  server: {args.workers} gunicorn workers x {args.threads} threads;"
+            f"  server: {server.workers} gevent worker(s);"
             f" one client, {args.repeat} requests each"
         )
         clients = {name: Client(server.port, token) for name, token in tokens.items()}
@@ -276,8 +275,7 @@ def main() -> None:
     p.add_argument("sizes", nargs="*", type=int, default=[10_000], help="cases (default 10000)")
     p.add_argument("--repeat", type=int, default=20, help="timed requests per list (default 20)")
     p.add_argument("--pages", type=int, default=60, help="pages to follow via next_cursor (default 60)")
-    p.add_argument("--workers", type=int, default=int(os.environ.get("CASEWORK_WORKERS", "2")))
-    p.add_argument("--threads", type=int, default=int(os.environ.get("CASEWORK_THREADS", "4")))
+    p.add_argument("--workers", type=int, help="API worker processes (default: serve's, 1 on SQLite, 2 on PostgreSQL)")
     p.add_argument("--explain", action="store_true", help="print the query plan behind each list")
     args = p.parse_args()
     print(__doc__.split("\n\n")[0])

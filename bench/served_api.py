@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+from api.server import default_workers
 from bench.databases import ROOT, BenchDatabase
 from bench.procfs import children, cpu_seconds, reset_peak_rss, status_kb
 
@@ -22,15 +23,15 @@ def free_port() -> int:
 class Server:
     """``python -m api.cli serve`` (gunicorn, CASEWORK_SCHEDULER=off) on a free port."""
 
-    def __init__(self, db: BenchDatabase, workers: int, threads: int) -> None:
+    def __init__(self, db: BenchDatabase, workers: int | None = None) -> None:
+        """``workers``: None runs serve's own default (api/server.py ``default_workers``)."""
         self.db = db
-        self.workers = workers
-        self.threads = threads
+        self.workers = workers or default_workers(db.url)
         self.port = free_port()
         self.process: subprocess.Popen | None = None
 
     def __enter__(self) -> Server:
-        env = self.db.env(CASEWORK_WORKERS=str(self.workers), CASEWORK_THREADS=str(self.threads))
+        env = self.db.env(CASEWORK_WORKERS=str(self.workers))
         self.log = open(self.db.workdir / "server.log", "w+", encoding="utf-8")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "api.cli", "serve", "--port", str(self.port)],

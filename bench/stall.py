@@ -24,7 +24,7 @@ def main(url: str, classes: list[str]) -> None:
         server = Server(
             url,
             Path(tempfile.mkdtemp()),
-            env={"CASEWORK_WORKERS": None, "CASEWORK_THREADS": None, "CASEWORK_WORKER_CLASS": klass},
+            env={"CASEWORK_WORKERS": None, "CASEWORK_WORKER_CLASS": klass},
         )
         server.start()
         try:

@@ -13,7 +13,7 @@ The load generator is http.client keep-alive connections, one per client thread,
 several processes; its own CPU share is printed so it is seen not to be what is measured.
 
     .venv/bin/python bench/transitions.py [--engine sqlite|postgresql|both] [CLIENTS ...]
-        [--seconds 5] [--workers 2] [--threads 4]
+        [--seconds 5] [--workers N]
 
 CLIENTS are the concurrency levels to run (default 8); goal: API ÷ raw >= 0.5 and p99 < 25 ms at
 32 clients.
@@ -334,10 +334,10 @@ def bench_engine(engine: str, args) -> list[dict]:
         databases.analyze(db)
         done()
         ids = Ids(total + 1)
-        with served_api.Server(db, args.workers, args.threads) as server:
+        with served_api.Server(db, args.workers) as server:
             idle_rss = server.worker_rss_mb()[0]
             print(
-                f"  server: {args.workers} gunicorn workers x {args.threads} threads;"
+                f"  server: {server.workers} gevent worker(s);"
                 f" idle worker RSS {idle_rss:.0f} MiB"
             )
             target = Target("http", port=server.port, token=token)
@@ -374,8 +374,7 @@ def main() -> None:
     p.add_argument("clients", nargs="*", type=int, default=[8], help="concurrency levels (default 8)")
     p.add_argument("--seconds", type=float, default=5.0, help="measured seconds per run (default 5)")
     p.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds before each API run")
-    p.add_argument("--workers", type=int, default=int(os.environ.get("CASEWORK_WORKERS", "2")))
-    p.add_argument("--threads", type=int, default=int(os.environ.get("CASEWORK_THREADS", "4")))
+    p.add_argument("--workers", type=int, help="API worker processes (default: serve's, 1 on SQLite, 2 on PostgreSQL)")
     p.add_argument("--api-cap", type=int, default=1500, help="transitions/s the API could reach (sizes the seed)")
     p.add_argument("--raw-cap", type=int, default=8000, help="transitions/s the driver could reach (sizes the seed)")
     args = p.parse_args()

@@ -5,24 +5,32 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import exists, select
+from sqlalchemy import bindparam, exists, select
 from sqlalchemy.orm import Session
 
 from casework.models import CaseEvent, ExpertGroup, ExpertGroupPartner, Hospital, HospitalDesignation, OrgUnit
 from workflows.case_machine import ExpertGroupRef, HospitalRef
 
+_HOSPITAL = select(Hospital.code, Hospital.level, Hospital.region_code).where(Hospital.code == bindparam("code"))
+_GROUP = select(ExpertGroup.code, ExpertGroup.level, ExpertGroup.region_code).where(
+    ExpertGroup.code == bindparam("code")
+)
+
 
 class DatabaseReferences:
+    """Plain rows read in Core on the session's connection: the guards run inside a transition's
+    transaction, and need three columns, not an ORM object in the identity map."""
+
     def __init__(self, session: Session) -> None:
         self.session = session
 
     def hospital(self, code: str) -> HospitalRef | None:
-        row = self.session.get(Hospital, code)
-        return HospitalRef(row.code, row.level, row.region_code) if row else None
+        row = self.session.connection().execute(_HOSPITAL, {"code": code}).first()
+        return HospitalRef(*row) if row else None
 
     def expert_group(self, code: str) -> ExpertGroupRef | None:
-        row = self.session.get(ExpertGroup, code)
-        return ExpertGroupRef(row.code, row.level, row.region_code) if row else None
+        row = self.session.connection().execute(_GROUP, {"code": code}).first()
+        return ExpertGroupRef(*row) if row else None
 
     def is_designated(self, hospital_code: str, policy_code: str, disease_code: str) -> bool:
         return bool(

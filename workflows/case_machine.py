@@ -15,7 +15,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
-from transitions import Machine
+from transitions import Machine, MachineError
 
 from workflows import event_data as schemas
 
@@ -577,22 +577,31 @@ def actor_may(rule: EventRule, case: CaseLike, actor: ActorLike) -> bool:
 def allowed_events(case: CaseLike, actor: ActorLike | None = None) -> list[str]:
     """Events that can happen now, and that ``actor`` (when given) may fire, in table order."""
     return [
-        name
-        for name, rule in RULES.items()
-        if can_happen(name, case) and (actor is None or actor_may(rule, case, actor))
+        rule.name
+        for rule in _RULES_FROM[case.state]
+        if can_happen(rule.name, case) and (actor is None or actor_may(rule, case, actor))
     ]
+
+
+# The rules each state is a source of, in table order: a list page asks for every case's events.
+_RULES_FROM: Mapping[str, tuple[EventRule, ...]] = {
+    state: tuple(rule for rule in RULES.values() if state in rule.sources) for state in STATE_NAMES
+}
 
 
 def trigger(case: Any, event: str, data: Mapping[str, Any], ctx: EventContext | None = None) -> str:
     """Move ``case`` by ``event`` with its ``data``; guards run when ``ctx`` is given (replay
     passes none: the guards held when the event was accepted). Returns the state left.
 
-    Raises ``transitions.MachineError`` when no transition exists, ``GuardFailed`` when a guard
-    refuses; in both cases the case is untouched.
+    Raises ``transitions.MachineError`` when no transition exists (``fire`` asks ``can_happen``
+    first, so it never sees one), ``GuardFailed`` when a guard refuses because of a field of the
+    data; in both cases the case is untouched.
     """
     from_state = case.state
     if not MACHINE.events[event].trigger(case, ctx=ctx):
-        raise GuardFailed("event", f"{event} cannot happen from {from_state} here")
+        # The one condition that answers False rather than raising: a referral's answer with no
+        # recorded origin to return to. To the caller that is no transition, like any other.
+        raise MachineError(f"{event} cannot happen from {from_state} without a referral origin")
     rule = RULES[event]
     if rule.effect is not None:
         rule.effect(case, data, from_state)

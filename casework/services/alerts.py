@@ -122,11 +122,11 @@ def open_step_alerts(case_id: Any) -> Exists:
 
 def resolve_for_case(session: Session, case_id: int, now: datetime) -> None:
     """The case left its overdue step: its alerts end in the same transaction."""
-    session.execute(
-        update(Alert)
-        .where(Alert.case_id == case_id, Alert.status != "resolved", Alert.rule.in_(STEP_RULES))
+    alerts = Alert.__table__
+    session.connection().execute(
+        update(alerts)
+        .where(alerts.c.case_id == case_id, alerts.c.status != "resolved", alerts.c.rule.in_(STEP_RULES))
         .values(status="resolved", resolved_at=now)
-        .execution_options(synchronize_session=False)
     )
 
 

@@ -15,10 +15,8 @@ from casework.db import raw, utcnow
 from casework.models import Case, Hospital, OrgUnit, Settlement
 from casework.scope import case_scope
 from casework.services.queries import overdue_cases
+from workflows.money import IN_COUNTY_LEVELS
 from workflows.policy_pack import packs
-
-# 县域内: hospitals of the county itself and below (the county's own codes prefix theirs, GB/T 2260 + 统计用区划代码).
-IN_COUNTY_LEVELS = ("village_clinic", "township", "county")
 
 
 def county_stats(session: Session, actor: Actor, now: datetime | None = None) -> list[dict[str, Any]]:
@@ -83,6 +81,7 @@ def _county_ratio(session: Session, scope: Any, rows: dict[str, dict[str, Any]])
         .where(
             scope,
             Settlement.kind == "inpatient",
+            # The SQL of workflows.money.outside_county, negated.
             Hospital.level.in_(IN_COUNTY_LEVELS),
             Hospital.region_code.startswith(Case.county_code),
         )

@@ -39,7 +39,6 @@ def server(db_url):
         **os.environ,
         "DATABASE_URL": db_url,
         "CASEWORK_WORKERS": "3",
-        "CASEWORK_THREADS": "4",
         "CASEWORK_SCHEDULER": "off",
     }
     process = subprocess.Popen(
@@ -114,3 +113,15 @@ def test_login_through_the_server(server, session):
     add_login(session, "served.clerk", "county_coordinator", "533124")
     status = _post(f"{server}/api/v1/auth/token", {"username": "served.clerk", "password": "correct horse battery"}, {})
     assert status == 200
+
+
+def test_serve_runs_one_worker_on_sqlite_and_two_on_postgresql(monkeypatch):
+    """SQLite has one writer: a second process could only wait for the lock in SQLite's busy
+    handler, which stops all of that worker's greenlets. CASEWORK_WORKERS overrides both."""
+    from api.server import default_workers
+
+    monkeypatch.delenv("CASEWORK_WORKERS", raising=False)
+    assert default_workers("sqlite:////srv/casework/instance/casework.db") == 1
+    assert default_workers("postgresql+psycopg://casework@db/casework") == 2
+    monkeypatch.setenv("CASEWORK_WORKERS", "4")
+    assert default_workers("sqlite:///x.db") == 4

@@ -50,7 +50,6 @@ class Server:
             **os.environ,
             "DATABASE_URL": served_url(self.db_url),
             "CASEWORK_WORKERS": str(self.workers),
-            "CASEWORK_THREADS": "4",
             "CASEWORK_SCHEDULER": "off",
             **{k: v for k, v in self.env.items() if v is not None},
         }

@@ -138,6 +138,18 @@ def test_referral_answer_returns_to_origin_and_clears_referral(origin, answer):
     assert (case.state, case.referred_from, case.referral_group_code) == (origin, None, None)
 
 
+@pytest.mark.parametrize("answer", ["consult", "decline_referral"])
+def test_a_referral_answer_without_an_origin_is_no_transition(answer):
+    """A referred case whose origin was never recorded (a broken history) has nowhere to return:
+    the machine says there is no such transition, as for any event the state does not allow, not
+    that a field of the data was wrong."""
+    case = FakeCase("referred", referred_from=None)
+    assert not m.can_happen(answer, case)
+    with pytest.raises(MachineError):
+        m.trigger(case, answer, {})
+    assert case.state == "referred"
+
+
 def test_terminal_states_refuse_everything_but_reopen_from_closed():
     for state in m.TERMINAL_STATES:
         allowed = m.allowed_events(FakeCase(state))
