@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -26,6 +29,71 @@ def _fail(exc: CaseworkError) -> click.ClickException:
     return click.ClickException(exc.detail)
 
 
+def _import_on_terminal(
+    file: Path,
+    label: str,
+    run: Callable[[Callable[[int], None]], Any],
+    describe: Callable[[Any], str],
+    report_to: str | None,
+    refuse_invalid: bool = False,
+) -> None:
+    """Run one importer with a progress bar, write the user's file back with 结果/错误 columns and
+    say the totals; a file with bad rows exits 1 when they were not to be skipped."""
+    from casework.services.roster import write_report
+
+    progress = Progress(count_rows(file), label)
+    try:
+        report = run(progress.update)
+    except CaseworkError as exc:
+        raise _fail(exc) from None
+    progress.finish()
+    target = _report_path(file, report_to)
+    write_report(file, report, target)
+    click.echo(describe(report))
+    click.echo(f"逐行结果：{target}")
+    if refuse_invalid and report.invalid:
+        sys.exit(1)
+
+
+def _persons_job(file: Path, job_id: str, county: str | None, dry_run: bool, skip_invalid: bool) -> int:
+    """The import of an upload, for the API (api/import_jobs.py): progress, totals and the report
+    go to the job's folder, and the upload is deleted whatever happens."""
+    from flask import current_app
+
+    from api import import_jobs
+    from casework.services.roster import describe, import_persons, write_report
+
+    folder = import_jobs.job_folder(current_app.instance_path, job_id)
+    job = import_jobs.read_job(folder)
+
+    def work(progress: import_jobs.ProgressWriter) -> dict:
+        try:
+            report = import_persons(
+                db.session(),
+                Actor.system(),
+                file,
+                county=county,
+                dry_run=dry_run,
+                skip_invalid=skip_invalid,
+                progress=progress,
+            )
+        except CaseworkError as exc:  # our own words (a missing column, a county): kept for the user
+            return {"status": import_jobs.FAILED, "summary": _fail(exc).message}
+        write_report(file, report, folder / f"report.{job['report_kind']}")
+        return {
+            "status": import_jobs.DONE if report.committed or report.dry_run else import_jobs.FAILED,
+            "progress": import_jobs.progress(report.rows, report.rows, time.monotonic() - progress.start),
+            "totals": report.totals(),
+            "summary": describe(report),
+            "report_url": f"/api/v1/imports/{job_id}/report",
+        }
+
+    try:
+        return import_jobs.run(folder, job, work, count_rows(file))
+    finally:
+        file.unlink(missing_ok=True)  # the registry's personal data is kept once, in the database
+
+
 def register_data_commands(group: click.Group) -> None:
     @group.group("import")
     def import_group() -> None:
@@ -37,32 +105,31 @@ def register_data_commands(group: click.Group) -> None:
     @click.option("--dry-run", is_flag=True, help="validate and report, change nothing")
     @click.option("--skip-invalid", is_flag=True, help="import the good rows of a file that has bad ones")
     @click.option("--report", "report_to", default=None, help="where to write the file with 结果/错误 columns")
+    @click.option("--job", "job_id", default=None, help="an import job of the API: progress and report go to it")
     def import_persons_command(
-        file: Path, county: str | None, dry_run: bool, skip_invalid: bool, report_to: str | None
+        file: Path, county: str | None, dry_run: bool, skip_invalid: bool, report_to: str | None, job_id: str | None
     ) -> None:
         """The roster of eligible people: new persons, and new dated categories for known ones."""
-        from casework.services.roster import describe, import_persons, write_report
+        from casework.services.roster import describe, import_persons
 
-        progress = Progress(count_rows(file), "导入名册")
-        try:
-            report = import_persons(
+        if job_id:
+            sys.exit(_persons_job(file, job_id, county, dry_run, skip_invalid))
+        _import_on_terminal(
+            file,
+            "导入名册",
+            lambda progress: import_persons(
                 db.session(),
                 Actor.system(),
                 file,
                 county=county,
                 dry_run=dry_run,
                 skip_invalid=skip_invalid,
-                progress=progress.update,
-            )
-        except CaseworkError as exc:
-            raise _fail(exc) from None
-        progress.finish()
-        target = _report_path(file, report_to)
-        write_report(file, report, target)
-        click.echo(describe(report))
-        click.echo(f"逐行结果：{target}")
-        if report.invalid and not skip_invalid:
-            sys.exit(1)
+                progress=progress,
+            ),
+            describe,
+            report_to,
+            refuse_invalid=not skip_invalid,
+        )
 
     @import_group.command("cases")
     @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
@@ -75,22 +142,17 @@ def register_data_commands(group: click.Group) -> None:
     ) -> None:
         """An existing ledger: each row's case rebuilt through the state machine, dated as the row says."""
         from casework.services.ledger_import import describe, import_cases
-        from casework.services.roster import write_report
 
-        progress = Progress(count_rows(file), "导入台账")
-        try:
-            report = import_cases(
-                db.session(), file, county=county, dry_run=dry_run, skip_invalid=skip_invalid, progress=progress.update
-            )
-        except CaseworkError as exc:
-            raise _fail(exc) from None
-        progress.finish()
-        target = _report_path(file, report_to)
-        write_report(file, report, target)
-        click.echo(describe(report))
-        click.echo(f"逐行结果：{target}")
-        if report.invalid and not skip_invalid:
-            sys.exit(1)
+        _import_on_terminal(
+            file,
+            "导入台账",
+            lambda progress: import_cases(
+                db.session(), file, county=county, dry_run=dry_run, skip_invalid=skip_invalid, progress=progress
+            ),
+            describe,
+            report_to,
+            refuse_invalid=not skip_invalid,
+        )
 
     @import_group.command("discharges")
     @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
@@ -99,18 +161,14 @@ def register_data_commands(group: click.Group) -> None:
     def import_discharges_command(file: Path, dry_run: bool, report_to: str | None) -> None:
         """Discharge or settlement records: propose screened cases for eligible people (registry_match)."""
         from casework.services.discharges import describe, import_discharges
-        from casework.services.roster import write_report
 
-        progress = Progress(count_rows(file), "比对出院记录")
-        try:
-            report = import_discharges(db.session(), file, dry_run=dry_run, progress=progress.update)
-        except CaseworkError as exc:
-            raise _fail(exc) from None
-        progress.finish()
-        target = _report_path(file, report_to)
-        write_report(file, report, target)
-        click.echo(describe(report))
-        click.echo(f"逐行结果：{target}")
+        _import_on_terminal(
+            file,
+            "比对出院记录",
+            lambda progress: import_discharges(db.session(), file, dry_run=dry_run, progress=progress),
+            describe,
+            report_to,
+        )
 
     @group.group("ledger")
     def ledger_group() -> None:

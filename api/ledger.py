@@ -15,7 +15,7 @@ from marshmallow import Schema, fields, validate
 from api.auth import current_actor
 from api.extensions import db
 from casework.db import utcnow
-from casework.services.ledger import HEADERS, ledger_rows, ledger_scope, log_export, write_ledger
+from casework.services.ledger import HEADERS, check_fits_xlsx, ledger_rows, ledger_scope, log_export, write_ledger
 from casework.tabular import csv_chunks
 
 bp = Blueprint("ledger", __name__, url_prefix="/api/v1", description="The ledger (台账) for reporting upward")
@@ -30,7 +30,7 @@ class LedgerQuerySchema(Schema):
 
 @bp.route("/ledger")
 class Ledger(MethodView):
-    @bp.arguments(LedgerQuerySchema, location="query")
+    @bp.arguments(LedgerQuerySchema(), location="query")
     @bp.response(200, description="one row per case (Chinese headers); .xlsx adds a per-county totals sheet")
     @bp.alt_response(403, description="your role does not export the ledger")
     @bp.alt_response(404, description="no such county in your area")
@@ -39,6 +39,8 @@ class Ledger(MethodView):
         session = db.session()
         actor = current_actor()
         scope = ledger_scope(session, actor, query.get("county"))
+        if query["format"] == "xlsx":
+            check_fits_xlsx(session, scope)  # refused before the access log records an export
         log_export(session, actor, scope)
         now = utcnow()
         stem = f"台账_{query.get('county') or 'all'}_{now:%Y%m%d}"

@@ -11,14 +11,18 @@ For each engine and size N, in a fresh database (migrated, the demo region loade
   ledger export   N cases (5 events each, a bill for every other one) seeded with COPY/executemany,
                   then ``write_ledger`` to CSV and to .xlsx, each in a child process whose peak RSS
                   is printed (goal: export >= 20,000 rows/s, RSS < 200 MB).
-  readers         (once) iterating a generated 100,000-row .xlsx with python-calamine and, when
-                  installed, openpyxl read-only: the measurement behind the choice of reader.
+  libraries       (once) iterating a generated 100,000-row .xlsx with python-calamine and, when
+                  installed, openpyxl read-only; writing 100,000 ledger-shaped rows with XlsxWriter in
+                  constant-memory mode and with casework.xlsx: the measurements behind the choices.
+
+The roster import and each export run in a child process of their own, whose peak RSS is printed.
 
     .venv/bin/python bench/imports.py [--engine sqlite|postgresql|both] [SIZES ...]
-        [--skip-export] [--formats csv,xlsx] [--no-readers]
+        [--skip-export] [--formats csv,xlsx] [--no-libraries]
 
 Default sizes: 100000. The figures in docs/performance.md come from `100000 1000000`.
-Self-contained on purpose (no bench/_common.py).
+It makes its own databases and rows rather than using bench/databases.py and bench/seeding.py:
+its rows are rosters and ledgers, not the open cases those seed.
 """
 
 from __future__ import annotations
@@ -175,7 +179,7 @@ def baseline_load(url: str, path: Path) -> float:
     return time.perf_counter() - start
 
 
-def roster_import(url: str, path: Path) -> tuple[float, object]:
+def _import_child(url: str, path: Path, queue) -> None:
     from sqlalchemy.orm import Session
 
     from casework.actor import Actor
@@ -188,7 +192,22 @@ def roster_import(url: str, path: Path) -> tuple[float, object]:
         took = time.perf_counter() - start
     engine.dispose()
     assert report.committed and report.invalid == 0, report.totals()
-    return took, report
+    queue.put((took, report.totals(), peak_rss_mb()))
+
+
+def roster_import(url: str, path: Path) -> tuple[float, dict, float]:
+    """``import_persons`` in a child process of its own: its peak RSS is the import's alone."""
+    return in_child(_import_child, url, path)
+
+
+def in_child(target, *args):
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    child = context.Process(target=target, args=(*args, queue))
+    child.start()
+    result = queue.get()
+    child.join()
+    return result
 
 
 def seed_cases(url: str, n: int) -> float:
@@ -210,8 +229,8 @@ def seed_cases(url: str, n: int) -> float:
         return value.replace(tzinfo=None).isoformat(" ") if sqlite else value
 
     case_columns = (
-        "id, person_id, disease_code, policy_code, category, state, version, village_code, county_code, city_code, "
-        "province_code, hospital_code, source, screened_at, entered_state_at, due_at, created_at, updated_at"
+        "id, person_id, disease_code, policy_code, category, state, version, village_code, township_code, county_code, "
+        "city_code, province_code, hospital_code, source, screened_at, entered_state_at, due_at, created_at, updated_at"
     )
     event_columns = "case_id, seq, event, from_state, to_state, actor_username, at, occurred_at, data"
     money_columns = (
@@ -226,8 +245,8 @@ def seed_cases(url: str, n: int) -> float:
         pid = person_ids[i % len(person_ids)]
         at = base + timedelta(minutes=i % 100_000)
         case = (i + 1, pid, "esophageal_cancer", "longchuan-2017", "poor_not_exited", "treated", 5,
-                VILLAGE_CODES[i % 4], COUNTY, "533100", "530000", hospital, "health_check", ts(at),
-                ts(at + timedelta(days=20)), None, ts(at), ts(at))  # fmt: skip
+                VILLAGE_CODES[i % 4], VILLAGE_CODES[i % 4][:9], COUNTY, "533100", "530000", hospital, "health_check",
+                ts(at), ts(at + timedelta(days=20)), None, ts(at), ts(at))  # fmt: skip
         steps = [
             ("screen", None, "screened", {"disease_code": "esophageal_cancer", "source": "health_check"}, 0),
             ("confirm", "screened", "confirmed", {"diagnosis_code": "C15.9", "diagnosed_by": hospital,
@@ -263,7 +282,7 @@ def seed_cases(url: str, n: int) -> float:
         for start_i in range(0, n, 50_000):
             chunk = [rows(i) for i in range(start_i, min(n, start_i + 50_000))]
             conn.executemany(
-                f"INSERT INTO cases ({case_columns}) VALUES ({', '.join('?' * 18)})", [c for c, _, _ in chunk]
+                f"INSERT INTO cases ({case_columns}) VALUES ({', '.join('?' * 19)})", [c for c, _, _ in chunk]
             )
             conn.executemany(
                 f"INSERT INTO case_events ({event_columns}) VALUES ({', '.join('?' * 9)})",
@@ -310,13 +329,7 @@ def _export_child(url: str, kind: str, queue) -> None:
 
 
 def export(url: str, kind: str) -> tuple[int, float, float, int]:
-    context = multiprocessing.get_context("spawn")
-    queue = context.Queue()
-    child = context.Process(target=_export_child, args=(url, kind, queue))
-    child.start()
-    result = queue.get()
-    child.join()
-    return result
+    return in_child(_export_child, url, kind)
 
 
 def readers(folder: Path, n: int = 100_000) -> None:
@@ -346,6 +359,54 @@ def readers(folder: Path, n: int = 100_000) -> None:
     print(f"  readers: openpyxl read-only {count:,} rows in {took:.2f} s ({count / took:,.0f} rows/s)")
 
 
+def ledger_like_row(i: int) -> list:
+    """44 cells shaped like a ledger row: text, codes, dates, money, gaps."""
+    from decimal import Decimal
+
+    number, name, village, category, _since = person_row(i)
+    day = date(2024, 1, 1) + timedelta(days=i % 300)
+    money = [Decimal(52_000_00 + i % 1000).scaleb(-2)] * 9 if i % 2 else [None] * 9
+    return [number, name, "男", 50 + i % 30, "陇川县", VILLAGE_CODES[village], VILLAGES[village], CATEGORIES[category],
+            "esophageal_cancer", "食管癌", "longchuan-2017", "健康体检", "出院", day, day + timedelta(days=2), "C15.9",
+            "H533124-01", day + timedelta(days=4), "H533124-01", "陇川县人民医院", day + timedelta(days=6),
+            day + timedelta(days=20), "好转", None, None, None, "待随访", None, None, None, None, None, None, *money,
+            Decimal("0.9000") if i % 2 else None, "否"][:44]  # fmt: skip
+
+
+def writers(folder: Path, n: int = 100_000) -> None:
+    """The same n ledger-shaped rows through XlsxWriter (constant-memory mode) and casework.xlsx."""
+    import xlsxwriter
+
+    from casework.xlsx import XlsxStream
+
+    rows = [ledger_like_row(i) for i in range(n)]
+    start = time.perf_counter()
+    book = xlsxwriter.Workbook(str(folder / "xlsxwriter.xlsx"), {"constant_memory": True, "strings_to_numbers": False})
+    sheet = book.add_worksheet("台账")
+    dates = book.add_format({"num_format": "yyyy-mm-dd"})
+    for r, row in enumerate(rows):
+        for c, value in enumerate(row):
+            if value is None:
+                continue
+            if isinstance(value, date):
+                sheet.write_datetime(r, c, value, dates)
+            elif isinstance(value, str):
+                sheet.write_string(r, c, value)
+            else:
+                sheet.write_number(r, c, float(value))
+    book.close()
+    took = time.perf_counter() - start
+    print(f"  writers: XlsxWriter constant_memory {n:,} x 44 in {took:.2f} s ({n / took:,.0f} rows/s)")
+    start = time.perf_counter()
+    book = XlsxStream(folder / "stream.xlsx")
+    book.sheet("台账")
+    for row in rows:
+        book.write(row)
+    book.close()
+    took = time.perf_counter() - start
+    print(f"  writers: casework.xlsx {n:,} x 44 in {took:.2f} s ({n / took:,.0f} rows/s)")
+
+
 def run(engine: str, n: int, folder: Path, skip_export: bool, formats: list[str]) -> None:
     print(f"\n== {engine}, {n:,} rows")
     roster = folder / f"roster_{n}.csv"
@@ -358,14 +419,12 @@ def run(engine: str, n: int, folder: Path, skip_export: bool, formats: list[str]
               f"{took:.1f} s, {n / took:,.0f} rows/s")  # fmt: skip
         baseline = n / took
         wipe_persons(url)
-        took, _ = roster_import(url, roster)
+        took, _, rss = roster_import(url, roster)
         rate = n / took
-        print(
-            f"  roster import (validated, new):   {took:.1f} s, {rate:,.0f} rows/s = {rate / baseline:.2f} x baseline"
-        )
-        took, _report = roster_import(url, roster)
-        print(f"  roster re-import (all unchanged):    {took:.1f} s, {n / took:,.0f} rows/s")
-        print(f"  peak RSS of this process so far: {peak_rss_mb():.0f} MB")
+        print(f"  roster import (validated, new):   {took:.1f} s, {rate:,.0f} rows/s = {rate / baseline:.2f} x "
+              f"baseline, peak RSS {rss:.0f} MB")  # fmt: skip
+        took, _, rss = roster_import(url, roster)
+        print(f"  roster re-import (all unchanged):    {took:.1f} s, {n / took:,.0f} rows/s, peak RSS {rss:.0f} MB")
         if skip_export:
             return
         took = seed_cases(url, n)
@@ -382,15 +441,16 @@ def main() -> None:
     parser.add_argument("--engine", choices=("sqlite", "postgresql", "both"), default="both")
     parser.add_argument("--skip-export", action="store_true")
     parser.add_argument("--formats", default="csv,xlsx", help="ledger formats to export (csv,xlsx)")
-    parser.add_argument("--no-readers", action="store_true")
+    parser.add_argument("--no-libraries", "--no-readers", action="store_true", help="skip the reader/writer lines")
     args = parser.parse_args()
     engines = ("sqlite", "postgresql") if args.engine == "both" else (args.engine,)
     os.environ.setdefault("CASEWORK_PROGRESS", "off")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
-        if not args.no_readers:
+        if not args.no_libraries:
             readers(folder)
+            writers(folder)
         for n in args.sizes:
             for engine in engines:
                 run(engine, n, folder, args.skip_export, args.formats.split(","))

@@ -1,8 +1,8 @@
 """Spreadsheets in and out: .xlsx and CSV (GB18030 or UTF-8 with BOM), streamed both ways.
 
 Reading: python-calamine for .xlsx (a Rust reader; see README for the measurement against
-openpyxl read-only), the csv module for CSV. Writing: XlsxWriter in constant-memory mode (rows go
-to disk as written) or csv. Nothing here holds a whole file in memory.
+openpyxl read-only), the csv module for CSV. Writing: :mod:`casework.xlsx` (rows go into the zip
+as written) or csv. Nothing here holds a whole file in memory.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from decimal import Decimal
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -65,11 +64,16 @@ class Table:
     encoding: str | None
     header: list[str]
     _rows: Iterator[list[Any]]
+    _handle: TextIO | None = None
 
     def rows(self) -> Iterator[tuple[int, list[Any]]]:
         for number, row in enumerate(self._rows, start=2):
             if any(cell not in (None, "") for cell in row):
                 yield number, row
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
 
 
 def open_table(path: Path) -> Table:
@@ -77,6 +81,7 @@ def open_table(path: Path) -> Table:
     kind = kind_of(path)
     rows: Iterator[list[Any]]
     encoding = None
+    handle: TextIO | None = None
     if kind == XLSX:
         from python_calamine import CalamineWorkbook
 
@@ -96,7 +101,7 @@ def open_table(path: Path) -> Table:
         raise UnreadableFile("文件是空的：第一行应是表头") from None
     except UnicodeDecodeError:
         raise UnreadableFile("文件编码无法识别：请另存为 UTF-8 或 GB18030 编码的 CSV") from None
-    return Table(path, kind, encoding, header, rows)
+    return Table(path, kind, encoding, header, rows, handle if kind == CSV else None)
 
 
 def cell_text(value: Any) -> str:
@@ -145,18 +150,16 @@ def map_header(header: Sequence[str], aliases: dict[str, tuple[str, ...]]) -> di
 
 
 class SheetWriter:
-    """Rows out to an .xlsx (constant memory: each row goes to disk as written) or a CSV file."""
+    """Rows out to an .xlsx (streamed: each row goes to the zip as written, see
+    :mod:`casework.xlsx`) or a CSV file."""
 
     def __init__(self, path: Path, kind: str, encoding: str = "utf-8-sig") -> None:
         self.kind = kind
         self._csv_handle: TextIO | None = None
         if kind == XLSX:
-            import xlsxwriter
+            from casework.xlsx import XlsxStream
 
-            self._book = xlsxwriter.Workbook(str(path), {"constant_memory": True, "strings_to_numbers": False})
-            self._date = self._book.add_format({"num_format": "yyyy-mm-dd"})
-            self._sheet = None
-            self._row = 0
+            self._book = XlsxStream(path)
         else:
             self._csv_handle = path.open("w", encoding=encoding, newline="")
             self._csv = csv.writer(self._csv_handle)
@@ -164,24 +167,11 @@ class SheetWriter:
     def sheet(self, name: str) -> None:
         """Start a sheet (xlsx); a CSV has one table, so later sheets are ignored there."""
         if self.kind == XLSX:
-            self._sheet = self._book.add_worksheet(name)
-            self._row = 0
+            self._book.sheet(name)
 
     def write(self, row: Sequence[Any]) -> None:
         if self.kind == XLSX:
-            assert self._sheet is not None
-            for column, value in enumerate(row):
-                if value is None or value == "":
-                    continue
-                if isinstance(value, date):
-                    self._sheet.write_datetime(self._row, column, value, self._date)
-                elif isinstance(value, str):
-                    self._sheet.write_string(self._row, column, value)  # ID numbers stay text
-                elif isinstance(value, Decimal):
-                    self._sheet.write_number(self._row, column, float(value))
-                else:
-                    self._sheet.write(self._row, column, value)
-            self._row += 1
+            self._book.write(row)
         else:
             self._csv.writerow(row)  # None is written empty, dates as ISO, Decimals exact
 

@@ -22,19 +22,21 @@ from sqlalchemy.orm import Session
 
 from casework.actor import Actor
 from casework.db import UTCDateTime, raw, utcnow, write_transaction
-from casework.errors import Forbidden, NotFound
+from casework.errors import Forbidden, NotFound, ValidationFailed
 from casework.id_number import mask_id_number
 from casework.models import AccessLog, Case, CaseEvent, FollowUpVisit, OrgUnit, Person, Settlement
 from casework.privacy import may_see_full_id
 from casework.scope import case_scope, in_subtree
+from casework.services.cases import VISIT_EVENT
 from casework.services.eligibility import category_label
 from casework.tabular import SheetWriter
-from workflows.case_machine import OPEN_STATES, STATE_LABELS, TERMINAL_STATES
+from casework.xlsx import MAX_ROWS as XLSX_MAX_ROWS
+from workflows.case_machine import OPEN_STATES, RULES, SCREEN_EVENT, STATE_LABELS, TERMINAL_STATES
 from workflows.money import LAYERS
 from workflows.policy_pack import packs
 
 CHINA = ZoneInfo("Asia/Shanghai")
-STREAM_ROWS = 2000
+STREAM_ROWS = 5000
 
 SOURCE_LABELS = {
     "health_check": "健康体检",
@@ -87,6 +89,7 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("next_visit_on", "下次随访日期"),
     ("ended_on", "结束日期"),
     ("end_reason", "结束原因"),
+    ("history", "办理过程"),
     ("eligibility_lost_on", "资格丧失日期"),
     ("total", "总费用"),
     ("in_policy", "政策范围内费用"),
@@ -97,6 +100,7 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("overdue", "是否超期"),
 )
 HEADERS = [header for _, header in COLUMNS]
+_EMPTY_ROW: dict[str, Any] = dict.fromkeys(key for key, _ in COLUMNS)
 TOTAL_HEADERS = ["县代码", "县", "病例数", "在办", "已结束", "超期", "资格丧失", "总费用", "个人自付", "保障缺口"]
 MONEY_KEYS = ("total", "in_policy", *LAYERS, "own_payment", "shortfall")
 
@@ -216,15 +220,24 @@ def _events(scope: LedgerScope, dialect: str) -> Select:
             CaseEvent.case_id,
             CaseEvent.event,
             local_date(CaseEvent.occurred_at, dialect),
-            data["diagnosis_code"].as_string(),
-            data["diagnosed_by"].as_string(),
-            data["outcome"].as_string(),
-            data["expert_group_id"].as_string(),
+            # each JSON field read only on the events that carry it: parsing JSON is the query's cost
+            _only(CaseEvent.event == "confirm", data["diagnosis_code"].as_string()),
+            _only(CaseEvent.event == "confirm", data["diagnosed_by"].as_string()),
+            _only(CaseEvent.event == "discharge", data["outcome"].as_string()),
+            _only(CaseEvent.event.in_(("refer", "escalate")), data["expert_group_id"].as_string()),
+            _only(CaseEvent.event.in_(("assign", "accept_referral")), data["hospital_id"].as_string()),
             CaseEvent.reason,
         )
-        .where(_in_scope(scope, CaseEvent.case_id))
+        # screening is the case row's own; visits are read from their table
+        .where(_in_scope(scope, CaseEvent.case_id), CaseEvent.event.not_in((SCREEN_EVENT, VISIT_EVENT)))
         .order_by(CaseEvent.case_id, CaseEvent.seq)
     )
+
+
+def _only(condition: Any, value: Any) -> Any:
+    from sqlalchemy import case
+
+    return case((condition, value))
 
 
 def _money(scope: LedgerScope) -> Select:
@@ -272,7 +285,9 @@ class _Follow:
 
 
 def _stream(session: Session, statement: Select) -> Iterator[Any]:
-    return iter(session.execute(statement, execution_options={"yield_per": STREAM_ROWS}))
+    """Rows of a Core statement on a server-side cursor: the ORM's per-row machinery is not needed
+    for plain columns and cost a fifth of an export's time."""
+    return iter(session.connection().execute(statement, execution_options={"yield_per": STREAM_ROWS}))
 
 
 def ledger_rows(session: Session, scope: LedgerScope, now: datetime | None = None) -> Iterator[list[Any]]:
@@ -290,7 +305,8 @@ def ledger_rows(session: Session, scope: LedgerScope, now: datetime | None = Non
         screened_on = _as_date(screened_on)
         pack = available.get(policy)
         disease = pack.disease(disease_code) if pack else None
-        row: dict[str, Any] = {
+        row = dict(_EMPTY_ROW)  # every column, in the file's order
+        row.update({
             "id_number": id_number if scope.full_ids else mask_id_number(id_number),
             "name": name,
             "sex": "男" if sex == "M" else "女",
@@ -309,20 +325,31 @@ def ledger_rows(session: Session, scope: LedgerScope, now: datetime | None = Non
             "hospital": names.get(hospital_code, "") if hospital_code else None,
             "eligibility_lost_on": lost_on,
             "overdue": "是" if overdue else "否",
-        }
-        _fold_events(row, events.take(case_id), state)
+        })  # fmt: skip
+        fold_events(row, events.take(case_id), state)
         sums = money.take(case_id)
         _put_money(row, sums[0][1:] if sums else None, pack)
         visit = visits.take(case_id)
         if visit:
             row["last_visit_on"] = local_day(visit[0][1])
             row["next_visit_on"] = local_day(visit[0][2])
-        yield [row.get(key) for key, _ in COLUMNS]
+        yield list(row.values())
 
 
-def _fold_events(row: dict[str, Any], events: list[Any], state: str) -> None:
+# A case that went through one of these has a history its dated columns cannot hold (the latest
+# date of each step only): its steps are written out in 办理过程 so that the ledger imports back.
+HISTORY_EVENTS = frozenset(("accept_referral", "consult", "decline_referral", "reopen"))
+HISTORY_ARGUMENTS = {"assign": 7, "accept_referral": 7, "refer": 6, "escalate": 6, "discharge": 5}
+STEP_SEPARATOR = "；"
+
+
+def fold_events(row: dict[str, Any], events: list[Any], state: str) -> None:
+    """The ledger's step columns from a case's events (in order, screening left out): the latest
+    date of each step, the referral path, the ending, and 办理过程 when they cannot tell it all.
+    ``events``: (case id, event, China-time day, diagnosis code, diagnosed by, discharge outcome,
+    expert group, hospital, reason), as :func:`_events` selects them."""
     path: list[str] = []
-    for _case_id, event, day, diagnosis, diagnosed_by, outcome, group, reason in events:
+    for _case_id, event, day, diagnosis, diagnosed_by, outcome, group, _hospital, reason in events:
         day = _as_date(day)
         if event == "confirm":
             row.update(confirmed_on=day, diagnosis_code=diagnosis, diagnosed_by=diagnosed_by)
@@ -354,17 +381,36 @@ def _fold_events(row: dict[str, Any], events: list[Any], state: str) -> None:
         row["follow_up_status"] = "随访结束"
     elif state == "treated":
         row["follow_up_status"] = "待随访"
+    if any(event[1] in HISTORY_EVENTS for event in events):
+        row["history"] = history_text(events)
+
+
+def history_text(events: list[Any]) -> str:
+    """办理过程: each step as 'label day [hospital, expert group or outcome]', in order, e.g.
+    '确诊 2024-03-05；分配定点医院 2024-03-06 H533124-01；转诊 2024-03-20 EG533100；远程会诊 2024-03-22'.
+    Reasons and plans are not carried (结束原因 has the last ending's)."""
+    steps = []
+    for event in events:
+        name = event[1]
+        rule = RULES.get(name)
+        words = [rule.label if rule else name, _as_date(event[2]).isoformat()]
+        position = HISTORY_ARGUMENTS.get(name)
+        argument = event[position] if position is not None else None
+        if argument:
+            words.append(OUTCOME_LABELS.get(argument, argument) if name == "discharge" else argument)
+        steps.append(" ".join(words))
+    return STEP_SEPARATOR.join(steps)
 
 
 def _put_money(row: dict[str, Any], sums: tuple[Any, ...] | None, pack: Any) -> None:
     if sums is None:
         return
-    values = {key: _yuan(value) for key, value in zip(MONEY_KEYS, sums, strict=True)}
-    row.update(values)
+    values = [_yuan(value) for value in sums]
+    row.update(zip(MONEY_KEYS, values, strict=True))
     base_key = (pack.money.get("inpatient_actual_ratio_base") if pack else None) or "in_policy"
-    base = values["total"] if base_key == "total" else values["in_policy"]
-    reimbursed = sum((values[layer] for layer in LAYERS), Decimal("0"))
+    base = values[0] if base_key == "total" else values[1]  # MONEY_KEYS: total, in_policy, *LAYERS, …
     if base > 0:
+        reimbursed = sum(values[2 : 2 + len(LAYERS)], Decimal("0"))
         row["actual_ratio"] = (reimbursed / base).quantize(Decimal("0.0001"), ROUND_HALF_UP)
 
 
@@ -410,6 +456,16 @@ def _one(condition: Any) -> Any:
     return case((condition, 1), else_=0)
 
 
+def check_fits_xlsx(session: Session, scope: LedgerScope) -> None:
+    """An .xlsx sheet holds 1,048,576 rows, the header one of them: a larger ledger is refused on
+    ``format`` before anything is written (CSV has no limit)."""
+    cases = session.scalar(select(func.count()).select_from(Case).where(scope.where)) or 0
+    if cases >= XLSX_MAX_ROWS:
+        raise ValidationFailed.field(
+            "format", f"台账有 {cases:,} 行，超过 Excel 一张表的上限 {XLSX_MAX_ROWS - 1:,} 行：请导出 CSV"
+        )
+
+
 def write_ledger(
     session: Session,
     scope: LedgerScope,
@@ -421,6 +477,8 @@ def write_ledger(
     """Write the ledger to ``target`` (.xlsx: two sheets; CSV: the rows, UTF-8 with BOM). Returns
     the number of cases."""
     now = now or utcnow()
+    if kind == "xlsx":
+        check_fits_xlsx(session, scope)
     writer = SheetWriter(target, kind)
     count = 0
     try:

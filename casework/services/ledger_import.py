@@ -10,15 +10,19 @@ are the ledger export's own (:data:`casework.services.ledger.COLUMNS`), so an ex
 imports back as it was. A case already present (same person, disease and screening day) is left
 alone: re-importing a file changes nothing.
 
-What one ledger row cannot say is not invented: a referral that has ended (accepted, consulted or
-declined) or a reopened case needs its history, and such rows are refused with that reason.
+What the dated columns cannot say is not invented: a case whose referral has ended (accepted,
+consulted or declined) or that was reopened went through steps more than once, and the columns
+keep only the latest of each. The export writes such a history out in 办理过程 (every step, its day
+and code); the import fires exactly those steps and checks that the columns agree with them. A
+row with an ended referral and no 办理过程 is refused with that reason.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from itertools import pairwise
 from pathlib import Path
@@ -34,9 +38,9 @@ from casework.db import SQLITE_IMMEDIATE, insert_ignoring_conflicts, utcnow
 from casework.id_number import InvalidIdNumber, parse_id_number
 from casework.models import Case, CaseEvent, CaseHolder, FollowUpVisit, Person, PersonCategory, Settlement
 from casework.references import DatabaseReferences, region_chain
-from casework.services.cases import new_case
+from casework.services.cases import VISIT_EVENT, new_case
 from casework.services.eligibility import eligible
-from casework.services.ledger import CHINA, COLUMNS, ENDING_EVENTS, OUTCOME_LABELS, SOURCE_LABELS
+from casework.services.ledger import CHINA, COLUMNS, ENDING_EVENTS, OUTCOME_LABELS, SOURCE_LABELS, fold_events
 from casework.services.roster import Villages, id_number_error, parse_category
 from casework.tabular import cell_text, open_import, parse_day
 from workflows import case_machine as machine
@@ -259,13 +263,24 @@ class _RowImporter:
         self.session.add(case)
         self.session.flush()
         self._event(case, machine.SCREEN_EVENT, None, start_of(screened_on), {"disease_code": disease_code}, None)
-        for event, on, data, reason in self._steps(text, days, state):
-            self._fire(case, pack, event, on, data, reason)
+        history = bool(text.get("history"))
+        steps = self._history(text, days) if history else self._steps(text, days, state)
+        visit = self._planned_visit(pack, case.disease_code, days)
+        for number, (event, on, data, reason) in enumerate(steps, start=1):
+            step = f"第{number}步（{machine.RULES[event].label} {on}）" if history and event != "confirm" else None
+            self._fire(case, pack, event, on, data, reason, step=step)
+            # the visit took place during follow-up, before whatever came next
+            if visit and case.state == machine.FOLLOW_UP and (number == len(steps) or steps[number][1] >= visit[0]):
+                self._record_visit(case, pack, *visit)
+                visit = None
         if case.state != state:
             shown = machine.STATE_LABELS[case.state]
             raise RowRefused("state", f"按各步骤日期病例应处于“{shown}”，与填写的“{text['state']}”不符")
+        if visit:
+            raise RowRefused("last_visit_on", "不在随访期内（随访开始之后、随访结束之前）")
+        if history:
+            self._agrees_with_history(case, text, days, steps)
         self._money(case, pack, values, days)
-        self._visit(case, pack, days)
         try:
             self.session.flush()
         except Exception as exc:  # a second open case for this person and disease
@@ -324,8 +339,8 @@ class _RowImporter:
     def _steps(self, text: dict[str, str], days: dict[str, date | None], state: str) -> list[tuple]:
         """The events the row's dates stand for, in workflow order, checked to be in date order."""
         path = [p.strip() for p in (text.get("referral_path") or "").split("→") if p.strip()]
-        if any(p in ("接收", "会诊", "不予接收") for p in path):
-            raise RowRefused("referral_path", "已结束的转诊无法仅凭台账一行重建，请在系统中补录其过程")
+        if any(p in _REFERRAL_ANSWERS for p in path):
+            raise RowRefused("referral_path", "已结束的转诊无法仅凭各步骤日期重建：请在“办理过程”列写明各步骤")
         steps: list[tuple[str, str, date, dict[str, Any], str | None]] = []
         if days["confirmed_on"]:
             data = {
@@ -368,14 +383,109 @@ class _RowImporter:
                 raise RowRefused(key, f"{later} 早于{LABEL[earlier_key]} {earlier}（日期顺序不对）")
         return [(event, on, data, reason) for _, event, on, data, reason in steps]
 
-    def _fire(self, case: Case, pack: PolicyPack, event: str, on: date, data: dict[str, Any], reason: str | None):
+    def _history(self, text: dict[str, str], days: dict[str, date | None]) -> list[tuple]:
+        """The steps 办理过程 lists (see :func:`casework.services.ledger.history_text`), each with
+        the data its event needs; the confirmation's own data come from their columns."""
+        steps: list[tuple[str, date, dict[str, Any], str | None]] = []
+        today = self.now.astimezone(CHINA).date()
+        parts = [part.split() for part in _STEP_SPLIT.split(text["history"])]
+        for number, words in enumerate((words for words in parts if words), start=1):
+            event = _HISTORY_EVENTS.get(words[0])
+            if event is None:
+                known = "确诊、分配定点医院、入院、出院、转诊、远程会诊、复发重启…"
+                raise RowRefused("history", f"第{number}步“{words[0]}”不是办理步骤（{known}）")
+            if len(words) < 2:
+                raise RowRefused("history", f"第{number}步“{words[0]}”缺少日期")
+            try:
+                on = parse_day(words[1])
+            except ValueError as exc:
+                raise RowRefused("history", f"第{number}步：{exc}") from None
+            if on > today:
+                raise RowRefused("history", f"第{number}步：{on} 晚于今天")
+            argument = words[2] if len(words) > 2 else ""
+            if event in _NEEDS_ARGUMENT and not argument:
+                raise RowRefused("history", f"第{number}步“{words[0]}”缺少{_NEEDS_ARGUMENT[event]}")
+            if on < days["screened_on"]:
+                raise RowRefused("history", f"第{number}步 {on} 早于筛查日期 {days['screened_on']}")
+            if steps and on < steps[-1][1]:
+                raise RowRefused("history", f"第{number}步 {on} 早于第{number - 1}步 {steps[-1][1]}（日期顺序不对）")
+            reason = PLACEHOLDER if event in _REASONED else None
+            steps.append((event, on, self._step_data(event, on, argument, text), reason))
+        endings = [index for index, step in enumerate(steps) if step[0] in ENDING_EVENTS]
+        if endings:  # 结束原因 is the last ending's reason
+            event, on, data, _ = steps[endings[-1]]
+            reason = text.get("end_reason") or (None if event == "record_death" else PLACEHOLDER)
+            steps[endings[-1]] = (event, on, data, reason)
+        return steps
+
+    @staticmethod
+    def _step_data(event: str, on: date, argument: str, text: dict[str, str]) -> dict[str, Any]:
+        at = start_of(on).isoformat()
+        if event == "confirm":
+            return {"diagnosis_code": text.get("diagnosis_code") or "", "diagnosed_by": text.get("diagnosed_by") or "",
+                    "diagnosed_at": at}  # fmt: skip
+        if event in ("assign", "accept_referral"):
+            return {"hospital_id": argument, "plan": PLACEHOLDER}
+        if event == "admit":
+            return {"admitted_at": at}
+        if event == "discharge":
+            return {"discharged_at": at, "outcome": _OUTCOMES.get(argument, "other")}
+        if event in ("refer", "escalate"):
+            return {"expert_group_id": argument, "summary": PLACEHOLDER}
+        if event == "consult":
+            return {"opinion": PLACEHOLDER}
+        if event == "record_death":
+            return {"died_at": at}
+        return {}
+
+    def _agrees_with_history(self, case: Case, text: dict[str, str], days: dict[str, date | None], steps: list) -> None:
+        """The dated columns must say what the rebuilt history says: the same fold the export
+        makes, compared column by column, so a row cannot claim one thing in each place."""
+        events = [
+            (case.id, event, on, data.get("diagnosis_code"), data.get("diagnosed_by"), data.get("outcome"),
+             data.get("expert_group_id"), data.get("hospital_id"), reason)
+            for event, on, data, reason in steps
+        ]  # fmt: skip
+        folded: dict[str, Any] = {}
+        fold_events(folded, events, case.state)
+        for key in _HISTORY_CHECKED:
+            expected = folded.get(key)
+            given: Any = days[key] if key in days else (text.get(key) or None)
+            if key == "outcome" and given:
+                given = OUTCOME_LABELS.get(_OUTCOMES.get(given, given), given)
+            if key == "referral_path":
+                given = " → ".join(p.strip() for p in given.split("→")) if given else None
+            if given != expected:
+                shown = expected.isoformat() if isinstance(expected, date) else (expected or "空")
+                raise RowRefused(key, f"与办理过程不符（按办理过程应为 {shown}）")
+        if (text.get("hospital_code") or None) != case.hospital_code:
+            raise RowRefused("hospital_code", f"与办理过程不符（按办理过程应为 {case.hospital_code or '空'}）")
+
+    def _fire(
+        self,
+        case: Case,
+        pack: PolicyPack,
+        event: str,
+        on: date,
+        data: dict[str, Any],
+        reason: str | None,
+        step: str | None = None,
+    ) -> None:
+        """One event through the schema, the guards and the machine. ``step`` names a step of
+        办理过程: then every refusal is on that column, saying which step."""
         rule = machine.RULES[event]
-        column = _STEP_COLUMN[event]
+        column = "history" if step else _STEP_COLUMN[event]
+
+        def refused(field_name: str | None, message: str) -> RowRefused:
+            if step:
+                return RowRefused("history", f"{step}：{message}")
+            return RowRefused(_FIELD_COLUMN.get(field_name or "", column), message)
+
         try:
             loaded = rule.data_schema().load(data)
         except ValidationError as exc:
             name = next(iter(exc.messages_dict))
-            raise RowRefused(_FIELD_COLUMN.get(name, column), f"无效（{_first(exc.messages_dict[name])}）") from None
+            raise refused(name, f"无效（{_first(exc.messages_dict[name])}）") from None
         at = start_of(on)
         ctx = machine.EventContext(case, IMPORT_ACTOR, loaded, pack, self.refs, self.now)
         holders = {case.hospital_code, case.referral_group_code}
@@ -383,13 +493,11 @@ class _RowImporter:
             from_state = machine.trigger(case, event, loaded, ctx)
         except MachineError:
             shown = machine.STATE_LABELS[case.state]
-            raise RowRefused(column, f"病例处于“{shown}”时不能{rule.label}（缺少前面步骤的日期？）") from None
+            hint = "（步骤顺序不对？）" if step else "（缺少前面步骤的日期？）"
+            raise refused(None, f"病例处于“{shown}”时不能{rule.label}{hint}") from None
         except machine.GuardFailed as exc:
-            if exc.field == "event":
-                shown = machine.STATE_LABELS[case.state]
-                raise RowRefused(column, f"病例处于“{shown}”时不能{rule.label}（缺少前面步骤的日期？）") from None
             message = next((zh for key, zh in _GUARD_MESSAGES if key in exc.message), exc.message)
-            raise RowRefused(_FIELD_COLUMN.get(exc.field, column), message) from None
+            raise refused(exc.field, message) from None
         case.version += 1
         case.entered_state_at = at
         case.due_at = due_at(case.state, at, pack, case.disease_code, loaded.get("interval_days"))
@@ -460,23 +568,30 @@ class _RowImporter:
         if case.state == machine.TREATED:
             case.due_at = None  # the bill is in: nothing is due in this step any more
 
-    def _visit(self, case: Case, pack: PolicyPack, days: dict[str, date | None]) -> None:
+    def _planned_visit(
+        self, pack: PolicyPack, disease_code: str, days: dict[str, date | None]
+    ) -> tuple[date, datetime] | None:
+        """末次随访日期 / 下次随访日期 as one visit: its day and when the next is due."""
         visited = days["last_visit_on"]
         if visited is None:
-            return
+            return None
         if days["follow_up_on"] is None or visited < days["follow_up_on"]:
             raise RowRefused("last_visit_on", "随访开始之前不能有随访")
-        disease = pack.disease(case.disease_code)
         next_day = days["next_visit_on"]
-        next_due = (
-            start_of(next_day) if next_day else start_of(visited) + timedelta(days=disease.follow_up_interval_days)
-        )
+        interval = pack.disease(disease_code).follow_up_interval_days
+        next_due = start_of(next_day) if next_day else start_of(visited) + timedelta(days=interval)
         if next_due <= start_of(visited):
             raise RowRefused("next_visit_on", "应晚于末次随访日期")
+        return visited, next_due
+
+    def _record_visit(self, case: Case, pack: PolicyPack, visited: date, next_due: datetime) -> None:
+        """The visit, and its entry in the history as the follow-up service writes it (the visit
+        moves the deadline: an audit entry, no change of state)."""
+        at = start_of(visited)
         self.session.add(
             FollowUpVisit(
                 case_id=case.id,
-                visited_at=start_of(visited),
+                visited_at=at,
                 visitor=IMPORT_ACTOR.username,
                 org_unit_code=None,
                 findings=PLACEHOLDER,
@@ -484,8 +599,20 @@ class _RowImporter:
                 recorded_at=self.now,
             )
         )
-        if case.state == machine.FOLLOW_UP:
-            case.due_at = next_due + timedelta(days=pack.deadlines_days["follow_up_grace"])
+        previous_due = case.due_at
+        case.due_at = next_due + timedelta(days=pack.deadlines_days["follow_up_grace"])
+        case.version += 1
+        data = {
+            "visited_at": _utc_iso(at),
+            "next_due_at": _utc_iso(next_due),
+            "previous_due_at": _utc_iso(previous_due) if previous_due else None,
+            "due_at": _utc_iso(case.due_at),
+        }
+        self._event(case, VISIT_EVENT, case.state, at, data, None)
+
+
+def _utc_iso(at: datetime) -> str:
+    return at.astimezone(UTC).isoformat()
 
 
 _DATE_KEYS = (
@@ -501,6 +628,27 @@ _DATE_KEYS = (
     "ended_on",
     "eligibility_lost_on",
 )
+_STEP_SPLIT = re.compile(r"[；;]")
+_HISTORY_EVENTS = {rule.label: name for name, rule in machine.RULES.items()} | {name: name for name in machine.RULES}
+_NEEDS_ARGUMENT = {
+    "assign": "定点医院代码",
+    "accept_referral": "接收医院代码",
+    "refer": "专家组代码",
+    "escalate": "专家组代码",
+}
+_REASONED = frozenset(("close", "exclude", "withdraw", "decline_referral", "reopen"))
+_REFERRAL_ANSWERS = ("接收", "会诊", "不予接收")
+_HISTORY_CHECKED = (
+    "confirmed_on",
+    "assigned_on",
+    "admitted_on",
+    "discharged_on",
+    "outcome",
+    "referred_on",
+    "referral_path",
+    "follow_up_on",
+    "ended_on",
+)
 _STEP_COLUMN = {
     "confirm": "confirmed_on",
     "assign": "assigned_on",
@@ -513,6 +661,10 @@ _STEP_COLUMN = {
     "exclude": "ended_on",
     "withdraw": "ended_on",
     "record_death": "ended_on",
+    "accept_referral": "referral_path",
+    "consult": "referral_path",
+    "decline_referral": "referral_path",
+    "reopen": "history",
 }
 
 

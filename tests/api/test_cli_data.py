@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import io
+import json
+import uuid
 from datetime import date, timedelta
 
 from sqlalchemy import func, select
 
+from api import import_jobs
 from api.cli import casework
 from casework.models import Case, Person
 from casework.tabular import Progress
@@ -29,6 +32,53 @@ def test_import_persons_writes_the_report_and_fails_on_bad_rows(app, session, tm
     done = runner.invoke(casework, args=["import", "persons", str(bad), "--county", "533124", "--skip-invalid"])
     assert done.exit_code == 0 and "新增 3" in done.output
     assert "行/秒" not in done.output  # no progress line when not on a terminal
+
+
+def _job(app, source_rows, tmp_path) -> tuple[str, object]:
+    job_id = str(uuid.uuid4())
+    folder = import_jobs.jobs_dir(app.instance_path) / job_id
+    folder.mkdir()
+    upload = write_csv(folder / "upload.csv", source_rows, "gb18030")
+    job = {"id": job_id, "kind": "persons", "status": "running", "file_name": "名册.csv", "report_kind": "csv",
+           "created_at": "2026-01-01T00:00:00+00:00", "created_by": "coordinator"}  # fmt: skip
+    import_jobs.write_job(folder, job)
+    return job_id, upload
+
+
+def test_import_persons_for_a_job_writes_its_totals_and_report_and_drops_the_upload(app, session, tmp_path):
+    runner = app.test_cli_runner()
+    job_id, upload = _job(app, good_rows(), tmp_path)
+
+    done = runner.invoke(casework, args=["import", "persons", str(upload), "--job", job_id, "--county", "533124"])
+
+    assert done.exit_code == 0, done.output
+    folder = upload.parent
+    job = import_jobs.read_job(folder)
+    assert job["status"] == "done" and job["totals"]["new"] == 3 and job["summary"].startswith("共 3 行")
+    assert job["progress"]["rows"] == 3 and job["report_url"] == f"/api/v1/imports/{job_id}/report"
+    assert not upload.exists() and read_any(folder / "report.csv")[1][-2] == "新增"
+    session.rollback()
+    assert session.scalar(select(func.count()).select_from(Person)) == 3
+
+
+def test_an_import_job_that_stops_records_an_error_keeps_nothing_and_says_no_row(app, session, tmp_path, monkeypatch):
+    from casework.services import roster
+
+    def broken(self, rows):
+        raise RuntimeError("533124196803140113 is the row it was writing")
+
+    monkeypatch.setattr(roster._Bulk, "add", broken)
+    runner = app.test_cli_runner()
+    job_id, upload = _job(app, good_rows(), tmp_path)
+
+    stopped = runner.invoke(casework, args=["import", "persons", str(upload), "--job", job_id, "--county", "533124"])
+
+    assert stopped.exit_code == 1
+    job = import_jobs.read_job(upload.parent)
+    assert job["status"] == "error" and "RuntimeError" in job["summary"] and "5331241968" not in json.dumps(job)
+    assert "report_url" not in job and not upload.exists()
+    session.rollback()
+    assert session.scalar(select(func.count()).select_from(Person)) == 0
 
 
 def test_ledger_export_then_import_cases_and_discharges(app, session, tmp_path):

@@ -46,3 +46,21 @@ def test_outside_ones_area_the_county_does_not_exist_and_doctors_may_not(client,
     assert other.get_json()["detail"].replace("533124", "") == missing.get_json()["detail"].replace("999999", "")
     assert client.get("/api/v1/ledger", headers=logins["doctor"].headers).status_code == 403
     assert client.get("/api/v1/ledger?format=pdf", headers=logins["coordinator"].headers).status_code == 422
+
+
+def test_an_xlsx_ledger_longer_than_a_sheet_is_refused_on_format_and_nothing_logged(
+    client, logins, session, monkeypatch
+):
+    CountyBuilder(session, date.today() - timedelta(days=120)).build()
+    session.commit()
+    logged_before = session.scalar(select(func.count()).select_from(AccessLog))
+    monkeypatch.setattr("casework.services.ledger.XLSX_MAX_ROWS", 11)  # a sheet of 10 rows below its header
+
+    refused = client.get("/api/v1/ledger?format=xlsx", headers=logins["coordinator"].headers)
+    csv = client.get("/api/v1/ledger?format=csv", headers=logins["coordinator"].headers)
+
+    assert refused.status_code == 422 and refused.mimetype == "application/problem+json"
+    assert "CSV" in refused.get_json()["errors"]["format"][0]
+    assert csv.status_code == 200 and len(csv.data.decode("utf-8-sig").splitlines()) == 12
+    session.rollback()
+    assert session.scalar(select(func.count()).select_from(AccessLog)) == logged_before + 11  # the CSV's only

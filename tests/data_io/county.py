@@ -15,7 +15,7 @@ from casework.models import Case
 from casework.services.cases import fire, screen
 from casework.services.follow_ups import record_visit
 from casework.services.settlements import record_settlement
-from tests.casework.helpers import OESOPHAGEAL, OESOPHAGEAL_ICD, designated_hospital, expert_group
+from tests.casework.helpers import OESOPHAGEAL, OESOPHAGEAL_ICD, designated_hospital, expert_group, partner_of
 from tests.conftest import DEHONG, LONGCHUAN, YUNNAN, actor_for_unit, new_person
 
 CHINA = ZoneInfo("Asia/Shanghai")
@@ -151,4 +151,36 @@ class CountyBuilder:
         )
         died = self.admit(self.assign(self.confirm(self.case())))
         made["deceased"] = self.fire(died, "record_death", 12, {"died_at": self.at(12).isoformat()})
+        return {shape: case.id for shape, case in made.items()}
+
+    def histories(self) -> dict[str, int]:
+        """Cases whose dated columns cannot tell their whole history (the ledger's 办理过程 does):
+        referrals answered by a consultation, a refusal and an acceptance elsewhere, and a case
+        closed, reopened on relapse and assigned again."""
+        made: dict[str, Case] = {}
+        city = actor_for_unit(self.session, "expert", self.city_group)
+        province = actor_for_unit(self.session, "expert", self.province_group)
+        refer = {"expert_group_id": self.city_group, "summary": "县级无法处置"}
+
+        consulted = self.fire(self.admit(self.assign(self.confirm(self.case(name="刀玉兰")))), "refer", 8, refer)
+        consulted = self.fire(consulted, "consult", 10, {"opinion": "维持县级治疗方案"}, city)
+        made["consulted"] = self.discharge(consulted)
+        self.settle(made["consulted"])
+
+        declined = self.fire(self.assign(self.confirm(self.case(name="线光荣"))), "refer", 8, refer)
+        upward = {"expert_group_id": self.province_group, "summary": "需省级会诊"}
+        declined = self.fire(declined, "escalate", 9, upward, city)
+        declined = self.fire(declined, "decline_referral", 11, actor=province, reason="县级可处置")
+        made["declined"] = self.admit(declined, 14)
+
+        accepted = self.fire(self.assign(self.confirm(self.case(name="孟兴"))), "refer", 8, refer)
+        partner = partner_of(self.session, self.city_group)
+        accepted = self.fire(accepted, "accept_referral", 10, {"hospital_id": partner, "plan": "州级手术"}, city)
+        at_partner = actor_for_unit(self.session, "hospital", partner)
+        made["accepted"] = self.fire(accepted, "admit", 12, {"admitted_at": self.at(12).isoformat()}, at_partner)
+
+        reopened = self.fire(self.treated(self.case(name="闷三")), "start_follow_up", 22)
+        reopened = self.fire(reopened, "close", 60, reason="随访期满")
+        reopened = self.fire(reopened, "reopen", 70, reason="复发，重新救治")
+        made["reopened"] = self.assign(reopened, 72)
         return {shape: case.id for shape, case in made.items()}

@@ -43,15 +43,26 @@ def empty_session(engine_name, tmp_path):
 
 @pytest.mark.parametrize("fmt", ["csv", "xlsx"])
 def test_round_trip_export_import_export_gives_the_same_ledger(session, empty_session, tmp_path, fmt):
-    CountyBuilder(session, START).build()
+    builder = CountyBuilder(session, START)
+    builder.build()
+    builder.histories()  # referrals answered and come back, accepted elsewhere; a case reopened
     first = export(session, tmp_path / f"first.{fmt}")
+    history = HEADERS.index("办理过程")
+    assert sum(1 for row in first[1:] if row[history]) == 4
 
     report = import_cases(empty_session, tmp_path / f"first.{fmt}")
 
-    assert report.errors == {} and report.imported == len(first) - 1 == 11 and report.committed
+    assert report.errors == {} and report.imported == len(first) - 1 == 15 and report.committed
     second = export(empty_session, tmp_path / f"second.{fmt}")
     assert second[0] == first[0] == HEADERS
     assert sorted(second[1:]) == sorted(first[1:])
+    # the rebuilt histories are the original ones, step for step (reasons and plans aside)
+    original = _histories(session)
+    assert _histories(empty_session) == original
+    assert ["screen", "confirm", "assign", "admit", "refer", "consult", "discharge"] in original.values()
+    assert ["screen", "confirm", "assign", "admit", "discharge", "start_follow_up", "close", "reopen", "assign"] in (
+        original.values()
+    )
     # every rebuilt history replays through the machine, recorded by the import
     for case_id in empty_session.scalars(select(Case.id)):
         assert replay(empty_session, case_id).state == empty_session.get(Case, case_id).state
@@ -59,9 +70,23 @@ def test_round_trip_export_import_export_gives_the_same_ledger(session, empty_se
     assert authors == {"import"}
 
     again = import_cases(empty_session, tmp_path / f"first.{fmt}")
-    assert (again.imported, again.present, again.invalid) == (0, 11, 0)
-    assert empty_session.scalar(select(func.count()).select_from(Case)) == 11
+    assert (again.imported, again.present, again.invalid) == (0, 15, 0)
+    assert empty_session.scalar(select(func.count()).select_from(Case)) == 15
     assert sorted(export(empty_session, tmp_path / f"third.{fmt}")[1:]) == sorted(first[1:])
+
+
+def _histories(session: Session) -> dict[str, list[str]]:
+    """Each case's events in order, by its person's ID number (the same in both databases)."""
+    rows = session.execute(
+        select(Person.id_number, CaseEvent.event)
+        .join(Case, Case.person_id == Person.id)
+        .join(CaseEvent, CaseEvent.case_id == Case.id)
+        .order_by(Case.id, CaseEvent.seq)
+    )
+    out: dict[str, list[str]] = {}
+    for number, event in rows:
+        out.setdefault(number, []).append(event)
+    return out
 
 
 def ledger_row(**values: str) -> list[str]:
@@ -149,3 +174,53 @@ def test_an_xlsx_ledger_with_a_bad_header_is_refused_naming_the_columns(session,
     with pytest.raises(ValidationFailed) as error:
         import_cases(session, path)
     assert "病种代码" in error.value.errors["file"][0]
+
+
+def test_a_history_the_columns_cannot_hold_is_rebuilt_from_its_steps_and_checked(session, tmp_path):
+    from casework.id_number import check_character
+    from tests.casework.helpers import designated_hospital, expert_group
+    from tests.conftest import DEHONG
+
+    hospital = designated_hospital(session, "county")
+    group = expert_group(session, DEHONG)
+    steps = [
+        "确诊 2024-03-05",
+        f"分配定点医院 2024-03-06 {hospital}",
+        "入院 2024-03-10",
+        f"转诊 2024-03-15 {group}",
+        "远程会诊 2024-03-17",
+        "出院 2024-03-25 好转",
+    ]
+    numbers = iter(["53312419700101001", "53312419710202002", "53312419720303003", "53312419730404004",
+                    "53312419740505005"])  # fmt: skip
+
+    def row(history: list[str], **values: str) -> list[str]:
+        first17 = next(numbers)
+        return ledger_row(
+            **{"身份证号": first17 + check_character(first17), "确诊医院代码": hospital, "定点医院代码": hospital,
+               "转诊日期": "2024-03-15", "转诊路径": f"{group} → 会诊", "办理过程": "；".join(history), **values}
+        )  # fmt: skip
+
+    rows = [
+        HEADERS,
+        row(steps),  # referred, answered by a consultation, back in treatment, discharged
+        row(steps, 出院日期="2024-03-26"),  # the column says another day than the history
+        row([*steps[:3], *steps[4:]], 转诊路径="会诊"),  # a consultation with no referral before it
+        row([*steps[:3], "手术 2024-03-12", *steps[3:]]),  # not a step of the workflow
+        row([steps[0], f"分配定点医院 2024-03-04 {hospital}", *steps[2:]]),  # before the confirmation
+    ]
+    path = write_csv(tmp_path / "台账.csv", rows, "utf-8-sig")
+
+    report = import_cases(session, path, skip_invalid=True)
+
+    errors = [report.errors.get(n, "") for n in range(2, 7)]
+    assert errors[0] == "" and report.imported == 1 and report.invalid == 4
+    assert errors[1] == "出院日期：与办理过程不符（按办理过程应为 2024-03-25）"
+    assert errors[2].startswith("办理过程：第4步（远程会诊 2024-03-17）") and "不能远程会诊" in errors[2]
+    assert errors[3].startswith("办理过程：第4步“手术”不是办理步骤")
+    assert errors[4].startswith("办理过程：第2步 2024-03-04 早于第1步 2024-03-05")
+    case = session.scalar(select(Case))
+    events = session.scalars(select(CaseEvent).where(CaseEvent.case_id == case.id).order_by(CaseEvent.seq)).all()
+    assert [e.event for e in events] == ["screen", "confirm", "assign", "admit", "refer", "consult", "discharge"]
+    assert case.state == "treated" and case.referral_group_code is None and case.hospital_code == hospital
+    assert replay(session, case.id).state == "treated"

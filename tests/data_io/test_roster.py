@@ -96,6 +96,55 @@ def test_bad_rows_of_every_kind_are_reported_in_chinese_and_nothing_is_written(s
     assert "重复" in errors[10]
 
 
+def test_names_are_kept_as_written_and_control_characters_refused(session, tmp_path):
+    dave = make_id_number("533124", date(1990, 2, 2), 441)
+    rows = [
+        HEADER,
+        [ALICE, "买买提·艾力", "迭撒村", "建档立卡未脱贫", "2016-03-01"],
+        [BOB, "张　三\\李", "迭撒村", "建档立卡未脱贫", "2016-03-01"],  # an ideographic space, a backslash
+        [CAROL, "排\t玉香", "迭撒村", "建档立卡未脱贫", "2016-03-01"],
+        [dave, "岩\n温", "迭撒村", "建档立卡未脱贫", "2016-03-01"],
+    ]
+    path = write_csv(tmp_path / "名册.csv", rows, "utf-8-sig")
+
+    # one row per batch: every batch goes through the writer while the next row is read
+    refused = import_persons(session, coordinator(session), path, batch_size=1)
+
+    assert not refused.committed and refused.invalid == 2 and persons(session) == {}
+    assert [refused.outcome(n)[0] for n in (2, 3)] == ["未导入（文件有错误行，整份文件未导入）"] * 2
+    assert refused.errors[4] == refused.errors[5] == "姓名：含有换行、制表符等控制字符"
+
+    kept = import_persons(session, coordinator(session), path, batch_size=1, skip_invalid=True)
+
+    assert kept.committed and (kept.new, kept.invalid) == (2, 2)
+    found = persons(session)
+    assert set(found) == {ALICE, BOB}
+    assert found[ALICE].name == "买买提·艾力" and found[BOB].name == "张　三\\李"
+    assert session.scalar(select(func.count()).select_from(PersonCategory)) == 2
+
+
+def test_a_failure_while_writing_rolls_the_whole_file_back(session, tmp_path, monkeypatch):
+    from casework.services import roster
+
+    written = []
+    add = roster._Bulk.add
+
+    def fail_on_the_second_batch(self, rows):
+        if written:
+            raise RuntimeError("the database went away")
+        written.append(len(rows))
+        add(self, rows)
+
+    monkeypatch.setattr(roster._Bulk, "add", fail_on_the_second_batch)
+    path = write_csv(tmp_path / "名册.csv", good_rows(), "utf-8-sig")
+
+    with pytest.raises(RuntimeError, match="went away"):
+        import_persons(session, coordinator(session), path, batch_size=1)
+
+    assert written == [1] and persons(session) == {}
+    assert session.scalar(select(func.count()).select_from(PersonCategory)) == 0
+
+
 def test_skip_invalid_imports_the_good_rows_only(session, tmp_path):
     rows = [*good_rows(), ["123", "坏行", "迭撒村", "建档立卡未脱贫", "2016-03-01"]]
     path = write_csv(tmp_path / "名册.csv", rows, "utf-8-sig")
