@@ -15,6 +15,7 @@ from api.settlements import Money
 from casework.models import AssistanceApplication
 from casework.services.assistance import (
     application_events,
+    application_view,
     applications_for_case,
     fire_application,
     get_application,
@@ -85,30 +86,9 @@ class AssistanceEventSchema(Schema):
     reason = fields.String(allow_none=True)
 
 
-_COLUMNS = (
-    "id",
-    "case_id",
-    "kind",
-    "year",
-    "state",
-    "version",
-    "automatic",
-    "amount_requested",
-    "amount_approved",
-    "amount_paid",
-    "fund",
-    "raised_at",
-    "due_at",
-)
-
-
 def _present(app: AssistanceApplication) -> dict:
     """Plain data (the Idempotency-Key layer stores answers as they are sent)."""
-    body = {name: getattr(app, name) for name in _COLUMNS}
-    body["state_label"] = machine.STATE_LABELS[app.state]
-    body["layer"] = machine.KINDS[app.kind]
-    body["allowed_events"] = machine.allowed_events(app, current_actor())
-    return body
+    return application_view(app, current_actor())
 
 
 def _answer(app: AssistanceApplication, status: int = 200):
@@ -126,7 +106,7 @@ class CaseAssistance(MethodView):
         """The case's applications for second assistance and charity aid."""
         return [_present(app) for app in applications_for_case(db.session(), current_actor(), case_id)]
 
-    @bp.arguments(RaiseRequestSchema)
+    @bp.arguments(RaiseRequestSchema())
     @bp.response(201, ApplicationSchema)
     @bp.alt_response(403, description="only the county coordinator of the case's county raises applications")
     @bp.alt_response(409, description="the person already has this kind of application for the year")
@@ -154,7 +134,7 @@ class AssistanceEvents(MethodView):
         """The application's history, oldest first."""
         return application_events(db.session(), current_actor(), application_id)
 
-    @bp.arguments(AssistanceEventRequestSchema)
+    @bp.arguments(AssistanceEventRequestSchema())
     @bp.response(200, ApplicationSchema)
     @bp.alt_response(403, description="your role and org unit may not take this step")
     @bp.alt_response(409, description="not allowed from the current state (see allowed_events)")

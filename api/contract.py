@@ -129,6 +129,7 @@ HEADERS: dict[tuple[str, str], dict[str, dict[str, Any]]] = {
         },
     },
     (SETTLEMENTS, "post"): {"201": {"Location": LOCATION}},
+    ("/api/v1/imports/persons", "post"): {"202": {"Location": {**LOCATION, "description": "the job to follow"}}},
 }
 
 _CASE_ID = "$response.body#/id"
@@ -167,6 +168,13 @@ LINKS: dict[tuple[str, str, str], dict[str, Any]] = {
         "NextPage": {
             "operationRef": _ref(CASES, "get"),
             "parameters": {"query.cursor": "$response.body#/next_cursor"},
+        },
+    },
+    ("/api/v1/imports/persons", "post", "202"): {
+        "GetImport": {
+            "operationRef": _ref("/api/v1/imports/{job_id}", "get"),
+            "parameters": {"path.job_id": "$response.body#/id"},
+            "description": "follow the import: progress while running, then totals and the report",
         },
     },
     ("/api/v1/alerts", "get", "200"): {

@@ -12,12 +12,13 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from marshmallow import fields, validate
+from marshmallow import Schema, fields, validate
 
-from workflows.case_machine import RULES, EventRule
+from workflows import assistance_machine
+from workflows.case_machine import RULES
 from workflows.policy_pack import Disease
 
 CHINA = ZoneInfo("Asia/Shanghai")  # users type local times; the services store UTC
@@ -43,7 +44,24 @@ FIELD_LABELS = {
     "drug_resistance.resistant_to": "耐药药物（英文名，逗号分隔，如 rifampicin, isoniazid）",
     "drug_resistance.laboratory": "检测实验室",
 }
+# The assistance review chain's forms (assistance_machine.RULES): the same names read differently there.
+ASSISTANCE_FIELD_LABELS = {
+    "opinion": "审核意见",
+    "fund": "救助资金",
+    "amount_approved": "批准金额（元）",
+    "amount_paid": "发放金额（元）",
+    "paid_on": "发放日期",
+    "reason": "理由",
+    "kind": "救助类别",
+    "year": "年度",
+    "amount_requested": "申请金额（元，可空）",
+    "note": "说明",
+}
+KIND_LABELS = {"second_assistance": "二次救助", "charity": "慈善救助"}
+FUND_LABELS = {"civil_affairs": "民政部门", "charity_foundation": "慈善基金会", "red_cross": "红十字会"}
 CHOICE_LABELS = {
+    "kind": KIND_LABELS,
+    "fund": FUND_LABELS,
     "outcome": {"cured": "治愈", "improved": "好转", "unchanged": "未愈", "worsened": "恶化", "other": "其他"},
     "drug_resistance.method": {
         "phenotypic": "表型药敏试验",
@@ -54,14 +72,23 @@ CHOICE_LABELS = {
 }
 # Lists are typed as one line of codes: commas (half or full width), 、 or spaces between them.
 LIST_SEPARATORS = re.compile(r"[,，、\s]+")
-LONG_TEXT = {"plan", "summary", "opinion", "reason"}
+LONG_TEXT = {"plan", "summary", "opinion", "reason", "note"}
+
+
+class RuleLike(Protocol):
+    """A rule of either machine: the case's (case_machine) or the assistance chain's (assistance_machine)."""
+
+    name: str
+    label: str
+    data_schema: type[Schema]
+    needs_reason: bool
 
 
 @dataclass
 class Field:
     name: str
     label: str
-    kind: str  # text, textarea, datetime, number, select
+    kind: str  # text, textarea, datetime, date, number, money, select
     required: bool
     choices: list[tuple[str, str]] = field(default_factory=list)
     value: str = ""
@@ -81,21 +108,29 @@ def _kind(name: str, schema_field: fields.Field) -> tuple[str, list[tuple[str, s
         if isinstance(validator, validate.OneOf):
             labels = CHOICE_LABELS.get(name, {})
             return "select", [(str(c), labels.get(str(c), str(c))) for c in validator.choices]
+    if isinstance(schema_field, fields.Date):
+        return "date", []
     if isinstance(schema_field, fields.DateTime):
         return "datetime", []
     if isinstance(schema_field, fields.Integer):
         return "number", []
+    if isinstance(schema_field, fields.Decimal):
+        return "money", []
     return ("textarea" if name in LONG_TEXT else "text"), []
 
 
 def form_for(
-    rule: EventRule,
+    rule: RuleLike,
     choices: dict[str, list[tuple[str, str]]],
     submitted: dict[str, str] | None = None,
     errors: dict[str, list[str]] | None = None,
     skip: frozenset[str] = frozenset(),
+    labels: dict[str, str] | None = None,
+    defaults: dict[str, str] | None = None,
 ) -> ActionForm:
-    submitted = submitted or {}
+    """``labels`` override FIELD_LABELS; ``defaults`` fill a form nobody has submitted yet."""
+    labels = {**FIELD_LABELS, **(labels or {})}
+    submitted = submitted if submitted is not None else (defaults or {})
     errors = dict(errors or {})
     out: list[Field] = []
     for name, schema_field in _form_fields(rule):
@@ -110,7 +145,7 @@ def form_for(
         out.append(
             Field(
                 name,
-                FIELD_LABELS.get(name, name),
+                labels.get(name, name),
                 kind,
                 required,
                 options,
@@ -119,7 +154,7 @@ def form_for(
             )
         )
     if rule.needs_reason and not any(f.name == "reason" for f in out):
-        out.append(Field("reason", FIELD_LABELS["reason"], "textarea", True, [], submitted.get("reason", ""),
+        out.append(Field("reason", labels["reason"], "textarea", True, [], submitted.get("reason", ""),
                          errors.pop("reason", [])))  # fmt: skip
     leftover = [m for messages in errors.values() for m in messages]  # e.g. a missing version
     return ActionForm(rule.name, rule.label, out, leftover)
@@ -148,6 +183,60 @@ def action_forms(
     ]
 
 
+def assistance_forms(
+    app: dict[str, Any],
+    failed: str | None = None,
+    submitted: dict[str, str] | None = None,
+    errors: dict[str, list[str]] | None = None,
+    today: str = "",
+) -> list[ActionForm]:
+    """One form per review step the viewer may take on the application (its view's ``allowed_events``).
+    The fund's amounts start from what was asked for, or approved; the payment date from today."""
+    approved = app.get("amount_approved") or app.get("amount_requested")
+    defaults = {
+        "approve": {"amount_approved": str(app["amount_requested"] or "")},
+        "pay": {"amount_paid": str(approved or ""), "paid_on": today},
+    }
+    return [
+        form_for(
+            assistance_machine.RULES[event],
+            {},
+            submitted if event == failed else None,
+            errors if event == failed else None,
+            labels=ASSISTANCE_FIELD_LABELS,
+            defaults=defaults.get(event),
+        )
+        for event in app["allowed_events"]
+    ]
+
+
+def raise_form(
+    kinds: list[str], year: int, submitted: dict[str, str] | None = None, errors: dict[str, list[str]] | None = None
+) -> ActionForm:
+    """The coordinator's form raising an application: its kinds are those the case's policy has a rule for."""
+    form = form_for(
+        RAISE_RULE,
+        {"kind": [(k, KIND_LABELS.get(k, k)) for k in kinds]},
+        submitted,
+        errors,
+        labels=ASSISTANCE_FIELD_LABELS,
+        defaults={"year": str(year)},
+    )
+    form.event, form.label = "raise", "提出救助申请"
+    return form
+
+
+@dataclass(frozen=True)
+class _Raise:
+    name: str = "raise"
+    label: str = "提出救助申请"
+    data_schema: type[Schema] = assistance_machine.RaiseData
+    needs_reason: bool = False
+
+
+RAISE_RULE = _Raise()
+
+
 def unasked_evidence(disease: Disease) -> frozenset[str]:
     """The confirm's evidence fields this disease does not ask for (the guards in case_machine)."""
     asked = set()
@@ -168,7 +257,7 @@ def local_to_iso(value: str) -> str:
     return moment.isoformat()
 
 
-def event_data(rule: EventRule, form: dict[str, str]) -> tuple[dict[str, Any], str | None, dict[str, list[str]]]:
+def event_data(rule: RuleLike, form: dict[str, str]) -> tuple[dict[str, Any], str | None, dict[str, list[str]]]:
     """The event's ``data`` and reason from a submitted form, and the errors found reading it.
 
     Empty inputs are left out, so the schema reports a required field as missing."""
@@ -185,6 +274,8 @@ def event_data(rule: EventRule, form: dict[str, str]) -> tuple[dict[str, Any], s
             continue
         if isinstance(schema_field, fields.List):
             data[name] = _split(raw)
+        elif isinstance(schema_field, fields.Date):
+            data[name] = raw  # a day, as <input type=date> sends it: no time, no zone
         elif isinstance(schema_field, fields.DateTime):
             try:
                 data[name] = local_to_iso(raw)
@@ -198,7 +289,7 @@ def event_data(rule: EventRule, form: dict[str, str]) -> tuple[dict[str, Any], s
     return data, reason, errors
 
 
-def _form_fields(rule: EventRule) -> list[tuple[str, fields.Field]]:
+def _form_fields(rule: RuleLike) -> list[tuple[str, fields.Field]]:
     """The event's data fields as form inputs: a nested object's fields become ``parent.child``
     inputs (its dates are left to the API: the console asks only what a confirm must carry)."""
     out: list[tuple[str, fields.Field]] = []

@@ -53,6 +53,11 @@ TABLE: list[tuple[str, str]] = [
     (r"^category \S+ is not eligible under", "该人员类别不在当地政策救治范围内"),
     (r"covers patients up to (\d+)$", r"该病种只救治 \1 岁及以下的患者"),
     (r"^no policy in force", "筛查时当地没有有效的救治政策"),
+    # the assistance review chain
+    (r"^exceeds the approved (\S+)$", r"不能超过批准金额 \1 元"),
+    (r"has no (second_assistance|charity) rule$", "当地政策没有此类救助"),
+    (r"^the person already has a \S+ application for (\d+)$", r"此人 \1 年度已有此类救助申请"),
+    (r"^Not a valid number\.$", "请填写金额，如 1234.50"),
     # bills and visits
     (r"^must not be negative$", "不能为负数"),
     (r"^has more than two decimals$", "最多两位小数"),

@@ -23,8 +23,16 @@ from casework.db import utcnow
 from casework.errors import Conflict, Forbidden, NotFound, ValidationFailed, VersionMismatch
 from casework.id_number import mask_id_number
 from casework.services.alerts import acknowledge, list_alerts
+from casework.services.assistance import (
+    case_applications,
+    fire_application,
+    get_application,
+    raisable_kinds,
+    raise_application,
+    waiting_for,
+)
 from casework.services.auth import AuthenticationFailed, LoginThrottled, authenticate, issue_token, revoke_token
-from casework.services.cases import case_events, fire, get_case, read_case, screen
+from casework.services.cases import VISIT_EVENT, case_events, fire, get_case, read_case, screen
 from casework.services.follow_ups import list_visits, record_visit
 from casework.services.persons import REGISTRARS, get_person, register_person
 from casework.services.queries import CaseFilters, list_cases, referral_queue
@@ -41,11 +49,24 @@ from casework.services.worklist import (
 )
 from casework.views import case_view, person_view
 from console import charts
-from console.forms import CHINA, action_forms, event_data, local_to_iso, money
+from console import policy as policy_page
+from console.forms import (
+    CHINA,
+    FUND_LABELS,
+    KIND_LABELS,
+    RAISE_RULE,
+    action_forms,
+    assistance_forms,
+    event_data,
+    local_to_iso,
+    money,
+    raise_form,
+)
 from console.messages import field_errors, in_chinese
+from workflows import assistance_machine
 from workflows.case_machine import OPEN_STATES, RULES, STATE_LABELS, TERMINAL_STATES
-from workflows.money import LAYERS
-from workflows.policy_pack import CATEGORIES, packs
+from workflows.money import LAYER_LABELS, LAYERS
+from workflows.policy_pack import CATEGORIES, CATEGORY_LABELS, packs
 
 bp = Blueprint(
     "console", __name__, template_folder="templates", static_folder="static", static_url_path="/console-static"
@@ -56,30 +77,12 @@ PUBLIC_ENDPOINTS = ("console.login", "console.static")
 PAGE_SIZE = 50
 
 ROLE_LABELS = charts.ROLE_LABELS
-CATEGORY_LABELS = {
-    "poor_not_exited": "建档立卡未脱贫",
-    "poor_newly_identified": "新识别贫困人口",
-    "poor_exited_2014_2015": "2014-2015年已脱贫",
-    "poor_exited_supported": "已脱贫仍享受政策",
-    "subsistence": "低保对象",
-    "extreme_poverty": "特困供养人员",
-    "marginal": "边缘易致贫人口",
-    "hardship": "突发严重困难户",
-}
 SOURCE_LABELS = {
     "health_check": "健康体检",
     "family_doctor_visit": "家庭医生签约随访",
     "hospital_diagnosis": "医院诊断",
     "registry_match": "数据比对",
     "other": "其他",
-}
-LAYER_LABELS = {
-    "basic_insurance": "基本医保",
-    "critical_illness_insurance": "大病保险",
-    "medical_assistance": "医疗救助",
-    "government_backstop": "兜底保障",
-    "charity": "慈善救助",
-    "other": "其他补充",
 }
 ALERT_RULE_LABELS = {
     "not_confirmed": "筛查后逾期未确诊",
@@ -90,7 +93,21 @@ ALERT_RULE_LABELS = {
     "referral_waiting": "转诊逾期未处理",
     "follow_up_missed": "随访逾期",
     "below_floor": "报销比例低于政策要求",
+    **{rule: f"救助申请逾期未处理：{assistance_machine.STATE_LABELS[state]}"
+       for state, rule in assistance_machine.OVERDUE_RULES.items()},
+}  # fmt: skip
+CASE_EVENT_LABELS = {
+    "screen": "筛查发现",
+    VISIT_EVENT: "记录随访",
+    **{name: rule.label for name, rule in RULES.items()},
 }
+ASSISTANCE_EVENT_LABELS = {
+    assistance_machine.RAISE_EVENT: "提出申请",
+    assistance_machine.REVISE_EVENT: "按新结算调整申请金额",
+    **{name: rule.label for name, rule in assistance_machine.RULES.items()},
+}
+# Who acts in the chain: the village and township reviewers (village doctors) and the county's fund.
+ASSISTANCE_ROLES = tuple(sorted({rule.role for rule in assistance_machine.RULES.values()}))
 ALERT_STATUS_LABELS = {"open": "待处理", "acknowledged": "已确认", "resolved": "已解除"}
 SEX_LABELS = {"M": "男", "F": "女"}
 
@@ -132,6 +149,10 @@ def console_globals() -> dict[str, Any]:
         "csrf_token": lambda: session.get("csrf", ""),
         "current_actor": getattr(g, "console_actor", None),
         "china_time": china_time,
+        "ASSISTANCE_ROLES": ASSISTANCE_ROLES,
+        "KIND_LABELS": KIND_LABELS,
+        "ASSISTANCE_STATE_LABELS": assistance_machine.STATE_LABELS,
+        "FUND_LABELS": FUND_LABELS,
     }
 
 
@@ -249,6 +270,8 @@ def home():
         context["stats"] = county_stats(db.session(), who, now)
         context["states"] = OPEN_STATES + TERMINAL_STATES
         context["list_link"] = _list_link
+    if who.role in ASSISTANCE_ROLES:
+        context["assistance"], context["assistance_more"] = waiting_for(db.session(), who, limit=8, now=now)
     context["alerts_open"] = len(list_alerts(db.session(), who, "open", limit=100)[0])
     return _page("home.html", **context)
 
@@ -303,9 +326,10 @@ def _case_context(case_id: int, now: datetime) -> dict[str, Any]:
         "settlements": list_settlements(db.session(), who, case_id),
         "alerts": [a for a in alerts if a.status != "resolved"],
         "names": names,
-        "event_labels": {name: rule.label for name, rule in RULES.items()} | {"screen": "筛查发现"},
+        "event_labels": CASE_EVENT_LABELS,
         "person": _person_rows(view["person"]),
         "rule_labels": ALERT_RULE_LABELS,
+        "layer_labels": LAYER_LABELS,
         "policy_name": packs()[view["policy"]].name,
     }
 
@@ -324,15 +348,48 @@ def _person_rows(person: dict[str, Any]) -> list[tuple[str, str]]:
     return rows
 
 
-def _render_case(case_id: int, status: int = 200, failed: str | None = None, submitted=None, errors=None, **extra):
+def _render_case(
+    case_id: int,
+    status: int = 200,
+    failed: str | None = None,
+    submitted=None,
+    errors=None,
+    assist: dict[str, Any] | None = None,
+    **extra,
+):
+    """The case page; ``failed``/``submitted``/``errors`` reopen a case event's form, ``assist`` an
+    application's (``application``: its id or "new", ``event``, ``form``, ``errors``)."""
     now = utcnow()
     context = _case_context(case_id, now)
     allowed = context["case"]["allowed_events"]
     choices = event_choices(db.session(), actor(), case_id) if allowed else {}
     disease = packs()[context["case"]["policy"]].disease(context["case"]["disease"]["code"])
     context["forms"] = action_forms(allowed, choices, failed, submitted, errors, disease)
+    context.update(_assistance_context(case_id, context["case"], now, assist or {}))
+    codes = [e["org_unit_code"] for a in context["applications"] for e in a["events"]]
+    context["names"] = {**context["names"], **org_unit_names(db.session(), codes)}
     context.update(extra)
     return _page("case.html", status, **context)
+
+
+def _assistance_context(case_id: int, view: dict[str, Any], now: datetime, failed: dict[str, Any]) -> dict[str, Any]:
+    """The case's applications, each with its history and the review steps the viewer may take, and the
+    coordinator's form raising a new one."""
+    who = actor()
+    local = now.astimezone(CHINA)
+    applications = case_applications(db.session(), who, case_id, now)
+    for app in applications:
+        mine = failed if failed.get("application") == app["id"] else {}
+        app["forms"] = assistance_forms(
+            app, mine.get("event"), mine.get("form"), mine.get("errors"), local.date().isoformat()
+        )
+    kinds = raisable_kinds(who, view["county"], view["policy"])
+    mine = failed if failed.get("application") == "new" else {}
+    return {
+        "applications": applications,
+        "raise_form": raise_form(kinds, local.year, mine.get("form"), mine.get("errors")) if kinds else None,
+        "assistance_event_labels": ASSISTANCE_EVENT_LABELS,
+    }
 
 
 @bp.get("/cases/<int:case_id>")
@@ -362,6 +419,67 @@ def fire_event(case_id: int, event: str):
         return _render_case(case_id, 409, stale=f"此操作现在不能进行：{in_chinese(exc.detail)}")
     flash(f"已完成：{rule.label}")
     return redirect(url_for("console.case_page", case_id=result["id"]))
+
+
+# --- the assistance review chain --------------------------------------------------------------------
+
+
+def _to_application(case_id: int, application_id: int):
+    return redirect(url_for("console.case_page", case_id=case_id) + f"#assistance-{application_id}")
+
+
+@bp.post("/cases/<int:case_id>/assistance")
+def raise_assistance(case_id: int):
+    form = request.form.to_dict()
+    data, _reason, errors = event_data(RAISE_RULE, form)
+    if errors:
+        return _render_case(case_id, 422, assist={"application": "new", "form": form, "errors": errors})
+    try:
+        app = raise_application(db.session(), actor(), case_id, data)
+    except ValidationFailed as exc:
+        return _render_case(
+            case_id, 422, assist={"application": "new", "form": form, "errors": field_errors(exc.errors)}
+        )
+    except Conflict as exc:
+        failed = {"application": "new", "form": form, "errors": {"kind": [in_chinese(exc.detail)]}}
+        return _render_case(case_id, 409, assist=failed)
+    flash(f"已提出{KIND_LABELS[app.kind]}申请，等待村（居）审核。")
+    return _to_application(case_id, app.id)
+
+
+@bp.post("/assistance/<int:application_id>/events/<event>")
+def fire_assistance(application_id: int, event: str):
+    rule = assistance_machine.RULES.get(event)
+    if rule is None:
+        raise NotFound(event)
+    case_id = get_application(db.session(), actor(), application_id).case_id  # outside the area: 404
+    form = request.form.to_dict()
+    data, reason, errors = event_data(rule, form)
+    version = form.get("version", "")
+    failed = {"application": application_id, "event": event, "form": form}
+    if errors or not version.isdigit():
+        return _render_case(case_id, 422, assist={**failed, "errors": errors or {"version": ["缺少版本号"]}})
+    try:
+        fire_application(db.session(), actor(), application_id, event, data, int(version), reason)
+    except VersionMismatch:
+        current = get_application(db.session(), actor(), application_id)
+        label = assistance_machine.STATE_LABELS[current.state]
+        stale = f"其他用户已经处理了此救助申请，当前状态为「{label}」。请查看最新情况后再操作。"
+        return _render_case(case_id, 409, assist_stale=stale)
+    except ValidationFailed as exc:
+        return _render_case(case_id, 422, assist={**failed, "errors": field_errors(exc.errors)})
+    except Conflict as exc:
+        return _render_case(case_id, 409, assist_stale=f"此操作现在不能进行：{in_chinese(exc.detail)}")
+    flash(f"已完成：{rule.label}")
+    return _to_application(case_id, application_id)
+
+
+@bp.get("/assistance")
+def assistance_queue():
+    """The applications waiting for the viewer's step, most urgent first."""
+    who = actor()
+    items, more = waiting_for(db.session(), who, limit=PAGE_SIZE) if who.role in ASSISTANCE_ROLES else ([], False)
+    return _page("assistance.html", items=items, more=more)
 
 
 # --- register and screen ---------------------------------------------------------------------------
@@ -621,6 +739,21 @@ def stats():
         ),
     }
     return _page("stats.html", rows=rows, by_state=by_state, charts=charts_out, list_link=_list_link)
+
+
+@bp.get("/policies/<code>")
+def policy(code: str):
+    """A policy pack's figures, each marked where the pack assumes it rather than quotes its seed."""
+    pack = packs().get(code)
+    if pack is None:
+        raise NotFound(code)
+    return _page(
+        "policy.html",
+        pack=pack,
+        deadlines=policy_page.deadline_rows(pack),
+        money=policy_page.money_rows(pack),
+        category_labels=CATEGORY_LABELS,
+    )
 
 
 @bp.get("/diagram")

@@ -29,6 +29,8 @@ PAID = "paid"
 
 OPEN_STATES = (RAISED, VILLAGE_REVIEWED, TOWN_REVIEWED, APPROVED)
 TERMINAL_STATES = (REFUSED, PAID)
+# Before the fund's decision: an application the year position raised still follows the year's bills.
+UNDECIDED_STATES = (RAISED, VILLAGE_REVIEWED, TOWN_REVIEWED)
 STATE_LABELS = {
     RAISED: "待村（居）审核",
     VILLAGE_REVIEWED: "待镇（街道）审核",
@@ -41,6 +43,8 @@ STATE_LABELS = {
 KINDS = {"second_assistance": "medical_assistance", "charity": "charity"}
 FUNDS = ("civil_affairs", "charity_foundation", "red_cross")
 RAISE_EVENT = "raise"
+# Not a step of the chain: the system's entry when a later bill of the year changes what is due.
+REVISE_EVENT = "revise_amount"
 
 # Whose org unit acts in each open state: the case's village, its township, its county.
 VILLAGE, TOWNSHIP, COUNTY = "village", "township", "county"

@@ -26,6 +26,15 @@ LAYERS = (
     "other",  # 补充 and anything else
 )
 KINDS = ("inpatient", "outpatient_special")
+# The layers as the people who pay them call them (the console, the policy page).
+LAYER_LABELS = {
+    "basic_insurance": "基本医保",
+    "critical_illness_insurance": "大病保险",
+    "medical_assistance": "医疗救助",
+    "government_backstop": "兜底保障",
+    "charity": "慈善救助",
+    "other": "其他补充",
+}
 
 
 def fen(value: Decimal) -> Decimal:
@@ -125,14 +134,30 @@ def own_payment_allowed(money: dict[str, Any], total: Decimal) -> Decimal | None
     return fen(limit)
 
 
-def basic_ratio(money: dict[str, Any], level: str | None, grade: str | None) -> Decimal | None:
+def basic_ratio(
+    money: dict[str, Any], level: str | None, grade: str | None, out_of_county: bool = False
+) -> Decimal | None:
     """Basic insurance's in-policy inpatient ratio for a hospital: by level, unless the pack gives its
-    grade at that level another (seed 001 第2条: "县级及二级医疗机构 90%", "州市级三级医疗机构 75%")."""
+    grade at that level another (seed 001 第2条: "县级及二级医疗机构 90%", "州市级三级医疗机构 75%"). A
+    referred stay outside the county never gets less than the pack's out-of-county floor (第2条 "到县域外
+    住院的，单人单次住院政策范围内报销比例不低于70%"), whatever the level's figure, or where it has none."""
     by_level = money.get("inpatient_ratio_by_level") or {}
     by_grade = (money.get("inpatient_ratio_by_grade") or {}).get(level) or {}
-    if grade in by_grade:
-        return by_grade[grade]
-    return by_level.get(level)
+    ratio = by_grade[grade] if grade in by_grade else by_level.get(level)
+    floor = money.get("out_of_county_inpatient_ratio_min") if out_of_county else None
+    if floor is not None and (ratio is None or ratio < floor):
+        return floor
+    return ratio
+
+
+# 县域内: hospitals of the county itself and below. Anything above county level is outside it, and so is a
+# hospital whose region the county's code does not prefix (GB/T 2260 and 统计用区划代码 nest by prefix).
+IN_COUNTY_LEVELS = ("village_clinic", "township", "county")
+
+
+def outside_county(level: str, region_code: str, county_code: str) -> bool:
+    """Whether a stay at a hospital of ``level`` in ``region_code`` is 县域外 for a case of ``county_code``."""
+    return level not in IN_COUNTY_LEVELS or not region_code.startswith(county_code)
 
 
 GRADE_LABELS = {"primary": "一级", "secondary": "二级", "tertiary": "三级"}
@@ -159,9 +184,11 @@ def assess(
     higher_floor: bool,
     hospital_grade: str | None = None,
     disease_code: str | None = None,
+    out_of_county: bool = False,
 ) -> Assessment:
     """Ratios of one bill and every floor of the pack that applies to it. ``category`` is what the person
-    counts as on the day of the stay (:meth:`PolicyPack.category_on`); None: no floor applies."""
+    counts as on the day of the stay (:meth:`PolicyPack.category_on`); None: no floor applies.
+    ``out_of_county``: the hospital lies outside the case's county (:func:`outside_county`)."""
     money: dict[str, Any] = pack.money
     checks: list[FloorCheck] = []
 
@@ -181,6 +208,20 @@ def assess(
                     "basic_ratio_by_level",
                     f"基本医保{where}医疗机构住院报销比例",
                     ratio,
+                    bill.layers["basic_insurance"],
+                    bill.in_policy,
+                )
+            )
+        out_floor = money.get("out_of_county_inpatient_ratio_min")
+        if out_of_county and out_floor is not None and applies("out_of_county_ratio"):
+            # Its own line beside the level's: the seed gives it as a separate guarantee per person and stay,
+            # and it decides alone where the level's figure is lower or missing. Measured like the level ratios
+            # of the same sentence, on basic insurance (第2条 is 落实基本医保倾斜政策).
+            checks.append(
+                _minimum(
+                    "out_of_county_ratio",
+                    "县域外转诊住院政策范围内报销比例",
+                    out_floor,
                     bill.layers["basic_insurance"],
                     bill.in_policy,
                 )
@@ -343,6 +384,7 @@ def expected_layers(
     higher_floor: bool,
     ytd: YearToDate,
     hospital_grade: str | None = None,
+    out_of_county: bool = False,
 ) -> dict[str, Decimal] | None:
     """What each layer should pay under the pack's chain, or None where the pack gives no chain
     (or the stay falls outside it: outpatient, or not following the referral rules)."""
@@ -351,7 +393,10 @@ def expected_layers(
         return None
     if year not in chain["critical_illness"]["deductible_by_year"]:
         return None  # the pack has no figures for that year: nothing to compare against, rather than a guess
-    basic = fen(bill.in_policy * basic_ratio(pack.money, hospital_level, hospital_grade))
+    ratio = basic_ratio(pack.money, hospital_level, hospital_grade, out_of_county)
+    if ratio is None:
+        return None  # a hospital level the pack gives no basic-insurance ratio for: no chain to compute
+    basic = fen(bill.in_policy * ratio)
     left = bill.in_policy - basic
     if bill.special_treatment:
         # 单病种: basic + critical-illness insurance together pay the special-treatment ratio of the cost.

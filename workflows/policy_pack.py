@@ -56,6 +56,7 @@ HOSPITAL_GRADES = ("primary", "secondary", "tertiary")  # 一级 / 二级 / 三�
 FLOOR_CODES = (
     "inpatient_actual_ratio",
     "basic_ratio_by_level",
+    "out_of_county_ratio",
     "special_treatment_insurance",
     "own_payment_share",
     "outpatient_special_ratio",
@@ -337,6 +338,8 @@ class _MoneySchema(_Strict):
         load_default=None,
         allow_none=True,
     )
+    # A referred stay outside the county: basic insurance's in-policy ratio never below this (seed 001 第2条).
+    out_of_county_inpatient_ratio_min = _ratio()
     assistance_share_of_own_payment_min = _ratio()
     floor_categories = fields.List(
         fields.String(validate=validate.OneOf(CATEGORIES)), load_default=None, allow_none=True

@@ -14,13 +14,13 @@ from decimal import Decimal
 from typing import Any
 
 from marshmallow import ValidationError
-from sqlalchemy import and_, case, func, literal, select, update
+from sqlalchemy import and_, case, func, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 from casework.actor import Actor
 from casework.db import UTCDateTime, flush_or_conflict, insert_ignoring_conflicts, raw, utcnow, write_transaction
 from casework.errors import Conflict, Forbidden, NotFound, ValidationFailed, VersionMismatch
-from casework.models import Alert, AssistanceApplication, AssistanceEvent, Case, OrgUnit
+from casework.models import Alert, AssistanceApplication, AssistanceEvent, Case, OrgUnit, Person
 from casework.scope import case_scope
 from workflows import assistance_machine as machine
 from workflows.money import YearPosition
@@ -130,7 +130,8 @@ def _new(
 
 def raise_if_due(session: Session, case_row: Case, position: YearPosition, now: datetime) -> list[str]:
     """Inside a settlement's transaction: raise the aid the year position says is due, once per person,
-    kind and year (a concurrent raise of the same one is a no-op). Returns the kinds raised now."""
+    kind and year (a concurrent raise of the same one is a no-op), or bring the amount of one it raised
+    earlier up to date. Returns the kinds raised now."""
     pack = packs()[case_row.policy_code]
     wanted: list[tuple[str, Decimal | None]] = []
     if position.second_assistance_due is not None and position.second_assistance_due > 0:
@@ -154,7 +155,10 @@ def raise_if_due(session: Session, case_row: Case, position: YearPosition, now: 
             .execution_options(preserve_rowcount=True)
         )
         if session.execute(statement).rowcount != 1:
-            continue  # already raised this year (by hand, by an earlier bill, or by a concurrent one)
+            # Already raised this year (by hand, by an earlier bill, or by a concurrent one).
+            if amount is not None:
+                _follow_the_year(session, case_row.person_id, kind, position.year, amount, now)
+            continue
         app = session.scalar(
             select(AssistanceApplication).where(
                 AssistanceApplication.person_id == case_row.person_id,
@@ -165,6 +169,31 @@ def raise_if_due(session: Session, case_row: Case, position: YearPosition, now: 
         _append(session, app, machine.RAISE_EVENT, None, None, now, machine.RaiseData().dump(values))
         raised.append(kind)
     return raised
+
+
+def _follow_the_year(session: Session, person_id: int, kind: str, year: int, due: Decimal, now: datetime) -> None:
+    """A later bill changed what the year position says is due: an application the position raised asks for
+    the new amount while nobody has decided on it, with an entry in its history and a new version (a review
+    form filled in on the old amount is then refused as stale). One raised by hand keeps the coordinator's
+    figure; once the fund approved or refused, or paid, the amount no longer moves."""
+    app = session.scalar(
+        select(AssistanceApplication)
+        .where(
+            AssistanceApplication.person_id == person_id,
+            AssistanceApplication.kind == kind,
+            AssistanceApplication.year == year,
+        )
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    if app is None or not app.automatic or app.state not in machine.UNDECIDED_STATES or app.amount_requested == due:
+        return
+    previous = app.amount_requested
+    app.amount_requested = due
+    app.version += 1
+    app.updated_at = now
+    data = {"amount_requested": str(due), "previous": None if previous is None else str(previous)}
+    _append(session, app, machine.REVISE_EVENT, app.state, None, now, data)
 
 
 def fire_application(
@@ -229,6 +258,118 @@ def fire_application(
 
 def get_application(session: Session, actor: Actor, application_id: int) -> AssistanceApplication:
     return _application(session, actor, application_id)
+
+
+# --- views: what the API serialises and the console renders ---------------------------------------
+
+_VIEW_COLUMNS = (
+    "id",
+    "case_id",
+    "kind",
+    "year",
+    "state",
+    "version",
+    "automatic",
+    "amount_requested",
+    "amount_approved",
+    "amount_paid",
+    "fund",
+    "raised_at",
+    "due_at",
+)
+
+
+def application_view(app: AssistanceApplication, actor: Actor, now: datetime | None = None) -> dict[str, Any]:
+    """One application as a caller sees it, with the steps this caller may take now."""
+    view: dict[str, Any] = {name: getattr(app, name) for name in _VIEW_COLUMNS}
+    view["state_label"] = machine.STATE_LABELS[app.state]
+    view["layer"] = machine.KINDS[app.kind]
+    view["allowed_events"] = machine.allowed_events(app, actor)
+    if now is not None:
+        view["overdue"] = app.due_at is not None and app.due_at < now
+    return view
+
+
+def _event_view(event: AssistanceEvent) -> dict[str, Any]:
+    return {
+        "seq": event.seq,
+        "event": event.event,
+        "from_state": event.from_state,
+        "to_state": event.to_state,
+        "actor_username": event.actor_username,
+        "org_unit_code": event.org_unit_code,
+        "at": event.at,
+        "data": dict(event.data or {}),
+        "reason": event.reason,
+    }
+
+
+def case_applications(
+    session: Session, actor: Actor, case_id: int, now: datetime | None = None
+) -> list[dict[str, Any]]:
+    """The case's applications with their histories (two queries, whatever their number)."""
+    now = now or utcnow()
+    apps = applications_for_case(session, actor, case_id)
+    if not apps:
+        return []
+    events: dict[int, list[dict[str, Any]]] = {app.id: [] for app in apps}
+    rows = session.scalars(
+        select(AssistanceEvent)
+        .where(AssistanceEvent.application_id.in_(list(events)))
+        .order_by(AssistanceEvent.application_id, AssistanceEvent.seq)
+    )
+    for row in rows:
+        events[row.application_id].append(_event_view(row))
+    return [application_view(app, actor, now) | {"events": events[app.id]} for app in apps]
+
+
+def raisable_kinds(actor: Actor, county_code: str, policy_code: str) -> list[str]:
+    """The kinds of aid the actor may raise by hand on a case of the county and policy: the county
+    coordinator, for the kinds the policy has a rule for (what :func:`raise_application` checks, asked before)."""
+    role, unit = machine.RAISER
+    if actor.role != role or actor.org_unit_code != {"county": county_code}.get(unit):
+        return []
+    pack = packs().get(policy_code)
+    return [kind for kind in machine.KINDS if pack is not None and _kind_allowed(pack, kind)]
+
+
+def waiting_for(
+    session: Session, actor: Actor, limit: int = 50, now: datetime | None = None
+) -> tuple[list[dict[str, Any]], bool]:
+    """The applications whose next step is the actor's, most urgent first, and whether there are more.
+
+    Who acts is the machine's rule (a role of the org unit of the step), read from ``RULES``: the village
+    doctor of the application's village, the township's, the county coordinator for the fund."""
+    now = now or utcnow()
+    columns = {
+        machine.VILLAGE: AssistanceApplication.village_code,
+        machine.TOWNSHIP: AssistanceApplication.township_code,
+        machine.COUNTY: AssistanceApplication.county_code,
+    }
+    steps = {
+        (state, rule.unit)
+        for rule in machine.RULES.values()
+        if rule.role == actor.role
+        for state in rule.sources
+    }
+    if not steps or not actor.org_unit_code:
+        return [], False
+    mine = or_(
+        *(
+            and_(AssistanceApplication.state == state, columns[unit] == actor.org_unit_code)
+            for state, unit in sorted(steps)
+        )
+    )
+    rows = session.execute(
+        select(AssistanceApplication, Person.name)
+        .join(Case, and_(Case.id == AssistanceApplication.case_id, case_scope(actor)))
+        .join(Person, Person.id == AssistanceApplication.person_id)
+        .where(AssistanceApplication.state.in_(machine.OPEN_STATES), mine)
+        .order_by(AssistanceApplication.due_at.asc().nulls_last(), AssistanceApplication.id)
+        .limit(limit + 1)
+    ).all()
+    items = [application_view(app, actor, now) | {"person_name": name} for app, name in rows[:limit]]
+    return items, len(rows) > limit
 
 
 def applications_for_case(session: Session, actor: Actor, case_id: int) -> Sequence[AssistanceApplication]:

@@ -125,6 +125,14 @@ def _demo_logins(session: Session, data: dict[str, Any]) -> list[tuple[str, str,
         logins.append((f"{slug}.supervisor", "supervisor", pack.region_code))
         if township:
             logins.append((f"{slug}.doctor", "village_doctor", township))
+            # The village of the assistance review chain (村（居）审核); the township doctor is its town review.
+            village = session.scalar(
+                select(OrgUnit.code)
+                .where(OrgUnit.parent_code == township, OrgUnit.kind == "village")
+                .order_by(OrgUnit.code)
+            )
+            if village:
+                logins.append((f"{slug}.village", "village_doctor", village))
         if county_hospital:
             logins.append((f"{slug}.hospital", "hospital", str(county_hospital["code"])))
         if municipal_group:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -22,10 +23,12 @@ from sqlalchemy.orm import Session
 
 from casework.actor import Actor
 from casework.db import utcnow
+from casework.errors import Conflict
 from casework.id_number import make_id_number
-from casework.models import Case, ExpertGroup, HospitalDesignation, OrgUnit, User
+from casework.models import AssistanceApplication, Case, ExpertGroup, HospitalDesignation, OrgUnit, User
 from casework.scope import org_subtree
 from casework.services.alerts import scan
+from casework.services.assistance import fire_application, raise_application
 from casework.services.cases import fire, screen
 from casework.services.follow_ups import record_visit
 from casework.services.persons import register_person
@@ -52,6 +55,8 @@ class _Region:
     expert: Actor | None
     diseases: list[str]
     higher_hospital: str | None  # where an expert group accepts a referral
+    village_reviewer: Actor | None = None  # the assistance chain's village review (village doctor of a village)
+    town_reviewer: Actor | None = None  # and its township review
 
 
 # A scenario: the events after screening, each with the days that pass before it, then how long
@@ -132,9 +137,13 @@ def load_demo_cases(session: Session, now: datetime | None = None, only: tuple[s
         if region is None or _has_demo_cases(session, region.county):
             continue
         rng = random.Random(pack.code)  # the same demo every time
+        heavy = _heavy_bills(region)
+        case_ids = {}
         for index, scenario in enumerate(SCENARIOS):
-            _make_case(session, region, index, scenario, now, rng)
+            case_ids[index] = _make_case(session, region, index, scenario, now, rng, heavy=index in heavy)
             made += 1
+        if heavy:
+            _review_applications(session, region, [case_ids[i] for i in heavy], now)
     if made:
         scan(session, now)
     return made
@@ -185,7 +194,56 @@ def _region(session: Session, pack: PolicyPack) -> _Region | None:
         )
     if not villages or not diseases:
         return None
-    return _Region(pack, county, villages, coordinator, hospital, expert, diseases, partner)
+    return _Region(
+        pack, county, villages, coordinator, hospital, expert, diseases, partner,
+        _demo_actor(session, f"{slug}.village"), _demo_actor(session, f"{slug}.doctor"),
+    )  # fmt: skip
+
+
+def _heavy_bills(region: _Region) -> list[int]:
+    """Where the pack has second assistance (Qidong, seed 004 二(三)): two billed cases in the demo reviewer's
+    village get a bill whose own payment passes the year's 10,000 threshold, which raises an application."""
+    if not region.pack.money.get("second_assistance") or region.village_reviewer is None:
+        return []
+    village = region.village_reviewer.org_unit_code
+    billed = [
+        index
+        for index, (_, steps, _) in enumerate(SCENARIOS)
+        if any(event == "bill" for event, _ in steps) and region.villages[index % len(region.villages)] == village
+    ]
+    return billed[:2]
+
+
+def _review_applications(session: Session, region: _Region, case_ids: list[int], now: datetime) -> None:
+    """Leave one application waiting at each step a demo user takes: the fund (the first case's second
+    assistance, reviewed by village and township), the township (the second case's, reviewed by the village)
+    and the village (charity the coordinator raised by hand on the first case)."""
+    if region.town_reviewer is None or region.village_reviewer is None:
+        return
+    apps = {
+        case_id: session.scalar(
+            select(AssistanceApplication).where(
+                AssistanceApplication.case_id == case_id, AssistanceApplication.kind == "second_assistance"
+            )
+        )
+        for case_id in case_ids
+    }
+    village, town = region.village_reviewer, region.town_reviewer
+    steps = [
+        (case_ids[0], village, "village_approve", "经入户核实，因病支出大，家庭困难属实", 9),
+        (case_ids[0], town, "town_approve", "同意村（居）审核意见，报基金审批", 4),
+        (case_ids[1], village, "village_approve", "收费票据与出院小结齐全，情况属实", 2),
+    ]
+    for case_id, actor, event, opinion, days_ago in steps:
+        app = apps[case_id]
+        if app is not None:
+            at = now - timedelta(days=days_ago)
+            apps[case_id] = fire_application(session, actor, app.id, event, {"opinion": opinion}, app.version, now=at)
+    if region.pack.money.get("charity_thresholds"):
+        at = now - timedelta(days=1)
+        body = {"kind": "charity", "year": at.year, "note": "因病支出大，本年度自付费用较高，申请慈善救助"}
+        with suppress(Conflict):  # the year position raised it already
+            raise_application(session, region.coordinator, case_ids[0], body, now=at)
 
 
 def _deadline_days(region: _Region, state: str, disease: str) -> float:
@@ -203,8 +261,14 @@ FOLLOW_UP_INTERVAL = 30
 
 
 def _make_case(
-    session: Session, region: _Region, index: int, scenario: Scenario, now: datetime, rng: random.Random
-) -> None:
+    session: Session,
+    region: _Region,
+    index: int,
+    scenario: Scenario,
+    now: datetime,
+    rng: random.Random,
+    heavy: bool = False,
+) -> int:
     final_state, steps, freshness = scenario
     disease = region.diseases[index % len(region.diseases)]
     if region.expert is None and any(event in ("refer", "accept_referral") for event, _ in steps):
@@ -234,9 +298,11 @@ def _make_case(
     )
     case_id = case["id"]
     walk = _Walk(session, region, case_id, disease, start)
+    walk.heavy = heavy
     for event, gap in steps:
         walk.at += timedelta(days=gap, hours=rng.uniform(0, 3))
         walk.step(event)
+    return case_id
 
 
 _SCENARIO_NOTES = {
@@ -283,6 +349,7 @@ class _Walk:
         self.hospital = region.hospital
         self.admitted_at: datetime | None = None
         self.discharged_at: datetime | None = None
+        self.heavy = False  # a bill leaving a large own payment (see _heavy_bills)
 
     def _fire(self, actor: Actor, event: str, data: dict[str, Any], reason: str | None = None) -> None:
         self.version = fire(self.session, self.case_id, event, actor, data, self.version, reason, now=self.at)[
@@ -315,8 +382,13 @@ class _Walk:
 
     def _bill(self, below_floor: bool = False) -> None:
         total = Decimal(20000 + (self.case_id * 7919) % 40000)
-        in_policy = (total * Decimal("0.95")).quantize(Decimal("1"))
         shares = ("0.40", "0.10", "0.05", "0.02") if below_floor else ("0.86", "0.04", "0.045", "0.005")
+        if self.heavy:
+            # 80,000-120,000 with 15% left to the family (12,000-18,000): past Qidong's 10,000 for second
+            # assistance, while the 25% of medical assistance still meets its 70% of the in-policy own payment.
+            total += 60000
+            shares = ("0.50", "0.10", "0.25", "0")
+        in_policy = (total * Decimal("0.95")).quantize(Decimal("1"))
         layers = {
             name: (total * Decimal(share)).quantize(Decimal("0.01"))
             for name, share in zip(

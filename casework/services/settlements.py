@@ -20,7 +20,17 @@ from casework.services.assistance import paid_in_year, raise_if_due
 from casework.services.cases import get_case, lock_case
 from casework.services.eligibility import category_entry_on
 from workflows.case_machine import TERMINAL_STATES, TREATED
-from workflows.money import LAYERS, Assessment, Bill, YearPosition, YearToDate, assess, bill_errors, expected_layers
+from workflows.money import (
+    LAYERS,
+    Assessment,
+    Bill,
+    YearPosition,
+    YearToDate,
+    assess,
+    bill_errors,
+    expected_layers,
+    outside_county,
+)
 from workflows.money import year_position as position_for_year
 from workflows.policy_pack import PolicyPack, packs
 
@@ -54,6 +64,7 @@ class _Context:
     grade: str | None
     higher_floor: bool
     category: str | None  # None: the pack no longer covers the person on the day of the stay
+    out_of_county: bool  # the hospital lies outside the case's county (县域外)
 
 
 def _category_for_stay(session: Session, case: Case, day: date) -> tuple[str, date | None]:
@@ -64,11 +75,14 @@ def _category_for_stay(session: Session, case: Case, day: date) -> tuple[str, da
 
 def _context(session: Session, case: Case, hospital_code: str, day: date) -> _Context:
     pack = packs()[case.policy_code]
-    level, grade = session.execute(select(Hospital.level, Hospital.grade).where(Hospital.code == hospital_code)).one()
+    level, grade, region = session.execute(
+        select(Hospital.level, Hospital.grade, Hospital.region_code).where(Hospital.code == hospital_code)
+    ).one()
     category, since = _category_for_stay(session, case, day)
     # What the category counts as on the day of the stay: a support period may have run out since then.
     effective = pack.category_on(category, on=day, category_since=since)
-    return _Context(pack, level, grade, pack.disease(case.disease_code).higher_floor, effective)
+    higher = pack.disease(case.disease_code).higher_floor
+    return _Context(pack, level, grade, higher, effective, outside_county(level, region, case.county_code))
 
 
 def _assess(bill: Bill, case: Case, ctx: _Context) -> Assessment:
@@ -80,6 +94,7 @@ def _assess(bill: Bill, case: Case, ctx: _Context) -> Assessment:
         higher_floor=ctx.higher_floor,
         hospital_grade=ctx.grade,
         disease_code=case.disease_code,
+        out_of_county=ctx.out_of_county,
     )
 
 
@@ -183,6 +198,7 @@ def _view(
         higher_floor=ctx.higher_floor,
         ytd=ytd,
         hospital_grade=ctx.grade,
+        out_of_county=ctx.out_of_county,
     )
     result = assessment or _assess(bill, case, ctx)
     inpatient_own = ytd.inpatient_own_payment + (row.own_payment if row.kind == "inpatient" else Decimal("0"))

@@ -181,3 +181,87 @@ def test_answers_to_writes_read_like_answers_to_reads(client, session):
     read = client.get(f"/api/v1/assistance/{raised['id']}", headers=who["coordinator"].headers).json
     assert raised == read
     assert read["amount_requested"] == "1234.50" and read["state_label"] == "待村（居）审核"
+
+
+def _bill(client, who, case, own, total, in_policy, basic, critical, assistance):
+    body = {"discharged_at": iso(20), "admitted_at": iso(35), "referral_compliant": True, "special_treatment": False,
+            "total": total, "in_policy": in_policy, "basic_insurance": basic, "critical_illness_insurance": critical,
+            "medical_assistance": assistance, "own_payment": own}
+    answer = client.post(f"/api/v1/cases/{case.id}/settlements", headers=who.headers, json=body)
+    assert answer.status_code == 201, answer.json
+    return answer.json
+
+
+def test_the_amount_of_an_automatic_application_follows_later_bills_until_the_fund_decides(client, session):
+    """Seed 004 二(三) "年度住院医疗费用自负1万元以上的给予40%的二次救助，封顶3万元": the aid is on the *year's*
+    inpatient own payment, so each bill of the year changes it; the application the bill raised asks for the new
+    amount until the fund has decided."""
+    case = _treated_qidong_case(session)
+    who = _people(session, case)
+    # Stay 1: own 14,500 -> 40% x (14,500 - 10,000) = 1,800.00 (as in the first test of this file).
+    first = _bill(client, who["hospital"], case, "14500.00", "60000.00", "50000.00", "30000.00", "5000.00", "10500.00")
+    assert first["year"]["second_assistance_due"] == "1800.00"
+    [raised] = client.get(f"/api/v1/cases/{case.id}/assistance", headers=who["coordinator"].headers).json
+    app_id = raised["id"]
+    assert _step(client, who["village"], app_id, "village_approve", '"1"', {"opinion": "属实"}).status_code == 200
+
+    # Stay 2: in-policy 12,000 - insurance 8,000 = 4,000, assistance 70% = 2,800; total 13,800 leaves own 3,000. The
+    # year's inpatient own payment is 17,500: 40% x 7,500 = 3,000.00 due. Under review at the township: it follows.
+    second = _bill(client, who["hospital"], case, "3000.00", "13800.00", "12000.00", "7000.00", "1000.00", "2800.00")
+    assert second["year"]["second_assistance_due"] == "3000.00"
+    followed = client.get(f"/api/v1/assistance/{app_id}", headers=who["township"].headers)
+    assert followed.json["amount_requested"] == "3000.00" and followed.json["state"] == "village_reviewed"
+    assert followed.headers["ETag"] == '"3"'
+    history = client.get(f"/api/v1/assistance/{app_id}/events", headers=who["township"].headers).json
+    assert [(h["seq"], h["event"], h["actor"], h["to_state"]) for h in history][-1] == (
+        3, "revise_amount", "system", "village_reviewed")
+    assert history[-1]["data"] == {"amount_requested": "3000.00", "previous": "1800.00"}
+    # A township form filled in before the bill reviewed 1,800: refused as stale.
+    assert _step(client, who["township"], app_id, "town_approve", '"2"', {"opinion": "同意"}).status_code == 412
+    assert _step(client, who["township"], app_id, "town_approve", '"3"', {"opinion": "同意"}).status_code == 200
+    approve = {"fund": "civil_affairs", "amount_approved": "3000.00"}
+    assert _step(client, who["coordinator"], app_id, "approve", '"4"', approve).status_code == 200
+
+    # Stay 3: 40,000 = 18,000 + 2,000 + 15,000 + own 5,000 -> 22,500 for the year, 40% x 12,500 = 5,000.00 due;
+    # the fund decided on 3,000.00.
+    third = _bill(client, who["hospital"], case, "5000.00", "40000.00", "30000.00", "18000.00", "2000.00", "15000.00")
+    assert third["year"]["second_assistance_due"] == "5000.00"
+    decided = client.get(f"/api/v1/assistance/{app_id}", headers=who["coordinator"].headers)
+    assert (decided.json["amount_requested"], decided.json["amount_approved"], decided.headers["ETag"]) == (
+        "3000.00", "3000.00", '"5"')
+    events = client.get(f"/api/v1/assistance/{app_id}/events", headers=who["coordinator"].headers).json
+    assert [e["event"] for e in events] == ["raise", "village_approve", "revise_amount", "town_approve", "approve"]
+
+
+def test_an_application_raised_by_hand_keeps_the_coordinators_amount(client, session):
+    case = _treated_qidong_case(session)
+    who = _people(session, case)
+    body = {"kind": "second_assistance", "year": utcnow().year, "amount_requested": "1234.50"}
+    raised = client.post(f"/api/v1/cases/{case.id}/assistance", headers=who["coordinator"].headers, json=body).json
+    bill = _bill(client, who["hospital"], case, "14500.00", "60000.00", "50000.00", "30000.00", "5000.00", "10500.00")
+    assert bill["year"]["second_assistance_due"] == "1800.00"
+    kept = client.get(f"/api/v1/assistance/{raised['id']}", headers=who["coordinator"].headers)
+    assert kept.json["amount_requested"] == "1234.50" and kept.headers["ETag"] == '"1"'
+
+
+def test_paid_charity_is_the_charity_layer_of_the_year_position(client, session):
+    """Seed 004 二(四): "由市慈善基金会、红十字会视情予以救助": charity paid through the chain counts as the
+    charity layer, beside (not inside) medical assistance."""
+    case = _treated_qidong_case(session)
+    who = _people(session, case)
+    _bill(client, who["hospital"], case, "14500.00", "60000.00", "50000.00", "30000.00", "5000.00", "10500.00")
+    body = {"kind": "charity", "year": utcnow().year, "note": "低保户"}
+    raised = client.post(f"/api/v1/cases/{case.id}/assistance", headers=who["coordinator"].headers, json=body)
+    app_id = raised.json["id"]
+    steps = [
+        ("village", "village_approve", {"opinion": "属实"}),
+        ("township", "town_approve", {"opinion": "同意"}),
+        ("coordinator", "approve", {"fund": "red_cross", "amount_approved": "2000.00"}),
+        ("coordinator", "pay", {"amount_paid": "2000.00", "paid_on": str(utcnow().date())}),
+    ]
+    for version, (person, event, data) in enumerate(steps, start=1):
+        assert _step(client, who[person], app_id, event, f'"{version}"', data).status_code == 200, event
+    [settled] = client.get(f"/api/v1/cases/{case.id}/settlements", headers=who["coordinator"].headers).json
+    # 14,500 own payment - 2,000 from the Red Cross = 12,500.00; the 1,800 of second assistance is not paid yet.
+    assert settled["year"]["assistance_paid"] == {"charity": "2000.00"}
+    assert settled["year"]["own_after_assistance"] == "12500.00"

@@ -142,3 +142,31 @@ def test_second_stay_of_the_year_uses_the_first_for_bands_and_income(client, ses
                        own_payment="1000.00")
     assert second.json["expected"]["critical_illness_insurance"] == "0.00"
     assert second.json["year"]["own_payment_to_date"] == "4800.00"
+
+
+def test_stay_at_a_hospital_outside_the_county_is_judged_against_the_70_percent(client, session, logins):
+    """Seed 001 第2条 "对符合转诊转院规范，到县域外住院的，单人单次住院政策范围内报销比例不低于70%": the service
+    tells a provincial hospital from the county's own by where it sits (hand-computed in test_money.py)."""
+    from tests.api.conftest import add_login
+    from tests.casework.helpers import designated_hospital
+
+    provincial = designated_hospital(session, "provincial")
+    walk = Walker(session, at(2018, 6, 1, 9))
+    case = walk.confirm(walk.new_case())
+    case = walk.fire(case, "assign", {"hospital_id": provincial, "plan": "转省级医院手术治疗"})
+    case = walk.discharge(walk.admit(case))
+    who = add_login(session, "province_hospital", "hospital", provincial)
+    body = post_bill(client, HttpCase(client, case.id), who, discharged_at="2018-05-31T10:00:00+08:00",
+                     admitted_at="2018-05-20T10:00:00+08:00", total="60000.00", in_policy="50000.00",
+                     basic_insurance="34500.00", critical_illness_insurance="7048.30",
+                     medical_assistance="3451.70", government_backstop="9000.01", own_payment="5999.99").json
+    floors = {f["code"]: (f["required"], f["met"], f["shortfall"]) for f in body["floors"]}
+    assert floors["out_of_county_ratio"] == ("0.7000", False, "500.00")  # 70% of 50,000 - 34,500
+    assert body["expected"]["basic_insurance"] == "35000.00"
+    # The county's own hospital is not 县域外: no such line (test_2018_county_stay_beside_the_expected_chain's bill).
+    session.rollback()  # end the session's read: SQLite cannot write from a snapshot older than the bill
+    walk = Walker(session, at(2018, 6, 1, 9))
+    home = walk.discharge(walk.admit(walk.assign(walk.confirm(walk.new_case()))))
+    body = post_bill(client, HttpCase(client, home.id), logins["hospital"], discharged_at="2018-05-31T10:00:00+08:00",
+                     admitted_at="2018-05-27T10:00:00+08:00").json
+    assert "out_of_county_ratio" not in {f["code"] for f in body["floors"]}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from sqlalchemy import func, select
 
 from casework.actor import Actor
@@ -51,3 +53,50 @@ def test_demo_cases_cover_every_state_with_history_and_alerts(session):
     expert = Actor(None, "longchuan.expert", "expert", group, session.get(OrgUnit, group).kind)
     queue, _ = referral_queue(session, expert)
     assert len(queue) >= 2 and any(c.due_at < now for c in queue)
+
+
+def test_qidong_demo_has_an_application_waiting_at_each_reviewers_step(session):
+    """Seed 004 二(三)/二(四): a visitor logging in as the village, the township or the county finds an
+    application waiting for their own step of the review (村（居）审核, 镇（街道）审核, 基金审批)."""
+    from casework.models import AssistanceApplication, AssistanceEvent
+    from casework.services.assistance import waiting_for
+    from casework.services.users import actor_for
+
+    qidong, hospital = "320681", "H320681-01"
+    township = session.scalar(
+        select(OrgUnit.code).where(OrgUnit.parent_code == qidong, OrgUnit.kind == "township").order_by(OrgUnit.code)
+    )
+    village = session.scalar(
+        select(OrgUnit.code).where(OrgUnit.parent_code == township, OrgUnit.kind == "village").order_by(OrgUnit.code)
+    )
+    users = {}
+    for username, role, unit in (
+        ("qidong.coordinator", "county_coordinator", qidong),
+        ("qidong.hospital", "hospital", hospital),
+        ("qidong.doctor", "village_doctor", township),
+        ("qidong.village", "village_doctor", village),
+    ):
+        users[username] = User(username=username, password_hash="-", role=role, org_unit_code=unit)
+        session.add(users[username])
+    session.commit()
+    now = utcnow()
+    assert load_demo_cases(session, now, only=("qidong-2017",)) == CASES_PER_REGION
+
+    waiting = {}
+    for name in ("qidong.village", "qidong.doctor", "qidong.coordinator"):
+        items, _more = waiting_for(session, actor_for(users[name]), now=now)
+        waiting[name] = [(a["kind"], a["state"], a["automatic"]) for a in items]
+    assert waiting == {
+        "qidong.village": [("charity", "raised", False)],
+        "qidong.doctor": [("second_assistance", "village_reviewed", True)],
+        "qidong.coordinator": [("second_assistance", "town_reviewed", True)],
+    }
+    # Raised by the bills themselves: 40% of the year's inpatient own payment above 10,000, each with its history.
+    for app in session.scalars(select(AssistanceApplication).where(AssistanceApplication.automatic)):
+        assert Decimal("0") < app.amount_requested <= Decimal("30000.00")
+        events = session.scalars(
+            select(AssistanceEvent.event).where(AssistanceEvent.application_id == app.id).order_by(AssistanceEvent.seq)
+        ).all()
+        assert events[0] == "raise" and len(events) == app.version
+    # Fresh: no step is overdue yet.
+    assert not session.scalar(select(func.count()).select_from(Alert).where(Alert.rule.startswith("assistance_")))

@@ -20,6 +20,17 @@ SHOTS = Path(__file__).parent / "screenshots"
 
 
 @pytest.fixture
+def app(db_url, session):
+    """The console's app for page tests through Flask's test client."""
+    app = create_app({"SQLALCHEMY_DATABASE_URI": db_url, "TESTING": True, "SECRET_KEY": "page-tests"})
+    yield app
+    with app.app_context():
+        from api.extensions import db
+
+        db.engine.dispose()
+
+
+@pytest.fixture
 def live_server(db_url, session):
     app = create_app({"SQLALCHEMY_DATABASE_URI": db_url, "TESTING": True, "SECRET_KEY": "browser-tests"})
     server = make_server("127.0.0.1", 0, app, threaded=True)

@@ -11,9 +11,10 @@ import re
 from datetime import date, datetime, timedelta
 
 from casework.id_number import make_id_number
-from tests.api.conftest import PASSWORD, add_login
+from tests.api.conftest import add_login
 from tests.casework.helpers import OESOPHAGEAL, designated_hospital, expert_group
 from tests.conftest import DEHONG, LONGCHUAN
+from tests.console.helpers import browser_log_in
 from workflows.case_machine import CLOSED, FOLLOW_UP, IN_TREATMENT, REFERRED, TREATED
 
 CHINA_OFFSET = timedelta(hours=8)
@@ -21,14 +22,6 @@ CHINA_OFFSET = timedelta(hours=8)
 
 def local(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M")
-
-
-def log_in(page, base: str, username: str) -> None:
-    page.goto(base + "/login")
-    page.fill("input[name=username]", username)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(base + "/")
 
 
 def log_out(page, base: str) -> None:
@@ -65,7 +58,7 @@ def test_one_case_through_every_step(live_server, browser, session, shots):
     page = context.new_page()
 
     # --- coordinator: register, screen, confirm (after a field error), assign ----------------------
-    log_in(page, base, "coordinator")
+    browser_log_in(page, base, "coordinator")
     shots(page, "coordinator-home")
     page.click("nav >> text=登记筛查")
     id_number = make_id_number(LONGCHUAN, date(1966, 5, 2), 431)
@@ -111,7 +104,7 @@ def test_one_case_through_every_step(live_server, browser, session, shots):
     log_out(page, base)
 
     # --- hospital: admit and refer ---------------------------------------------------------------------
-    log_in(page, base, "hospital")
+    browser_log_in(page, base, "hospital")
     assert page.locator(f"[data-queue=assigned] [data-case-id='{case_id}']").count() == 1  # 待入院
     shots(page, "hospital-home")
     page.click(f"[data-queue=assigned] [data-case-id='{case_id}'] a")
@@ -127,7 +120,7 @@ def test_one_case_through_every_step(live_server, browser, session, shots):
     log_out(page, base)
 
     # --- expert group: the referral waits in its queue; consult sends it back --------------------------
-    log_in(page, base, "expert")
+    browser_log_in(page, base, "expert")
     row = page.locator(f"tr[data-case-id='{case_id}']")
     assert row.count() == 1 and "小时" in row.inner_text()  # waiting time
     shots(page, "expert-home")
@@ -140,7 +133,7 @@ def test_one_case_through_every_step(live_server, browser, session, shots):
     log_out(page, base)
 
     # --- hospital: discharge and record the bill (the layers must add up before it submits) -------------
-    log_in(page, base, "hospital")
+    browser_log_in(page, base, "hospital")
     page.goto(case_url)
     form = open_form(page, "discharge")
     form.locator("input[name=discharged_at]").fill(local(now - timedelta(hours=5)))
@@ -168,7 +161,7 @@ def test_one_case_through_every_step(live_server, browser, session, shots):
     log_out(page, base)
 
     # --- coordinator: a stale form loses to a newer change; then follow-up and close ---------------------
-    log_in(page, base, "coordinator")
+    browser_log_in(page, base, "coordinator")
     page.goto(case_url)
     other = context.new_page()  # the same case open in a second tab, at the same version
     other.goto(case_url)
@@ -193,7 +186,7 @@ def test_one_case_through_every_step(live_server, browser, session, shots):
     log_out(page, base)
 
     # --- outside one's area the case does not exist ------------------------------------------------------
-    log_in(page, base, "stranger")
+    browser_log_in(page, base, "stranger")
     response = page.goto(case_url)
     assert response.status == 404 and "找不到" in page.inner_text("h1")
     shots(page, "foreign-404")

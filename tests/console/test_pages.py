@@ -7,25 +7,11 @@ from datetime import timedelta
 
 import pytest
 
-from api.app import create_app
 from console.messages import in_chinese
 from tests.api.conftest import PASSWORD, add_login
 from tests.casework.helpers import OESOPHAGEAL, designated_hospital
 from tests.conftest import LONGCHUAN, at, new_person
-
-
-@pytest.fixture
-def app(db_url, session):
-    app = create_app({"SQLALCHEMY_DATABASE_URI": db_url, "TESTING": True, "SECRET_KEY": "page-tests"})
-    yield app
-    with app.app_context():
-        from api.extensions import db
-
-        db.engine.dispose()
-
-
-def csrf_of(html: str) -> str:
-    return re.search(r'name="csrf" value="([^"]+)"', html).group(1)
+from tests.console.helpers import csrf_of
 
 
 def log_in(client, username: str, password: str = PASSWORD):
@@ -245,3 +231,21 @@ def test_alerts_are_acknowledged_and_visits_recorded_from_the_console(app, coord
     assert visited.status_code == 302
     visit = session.scalar(select(FollowUpVisit).where(FollowUpVisit.case_id == following_id))
     assert visit.findings == "恢复良好" and session.get(Case, following_id).due_at > visit.visited_at
+
+
+def test_the_policy_page_marks_every_assumed_figure_with_its_reason(coordinator):
+    """Every figure a pack assumes rather than quotes (deadlines, rural income, readings of ambiguous wording) is
+    shown as assumed, with its source or reason; a figure the seed gives is not (seed 001 第4/5条 "达不到90%的")."""
+    page = coordinator.get("/policies/longchuan-2017")
+    assert page.status_code == 200
+    rows = dict(re.findall(r'<tr data-path="([^"]+)">(.*?)</tr>', page.text, re.S))
+    assert 'data-assumed="1"' in rows["deadlines_days.screened"] and "per-step time limit" in rows[
+        "deadlines_days.screened"]
+    assert "统计公报" in rows["money.rural_income_previous_year.2018"]
+    assert "basic insurance" in rows["money.out_of_county_inpatient_ratio_min"]  # the reading of 第2条's 70%
+    assert "0.70" in rows["money.out_of_county_inpatient_ratio_min"]
+    assert "data-assumed" not in rows["money.inpatient_actual_ratio_min"]  # 第4/5条 quotes the 90%
+    assert "data-assumed" not in rows["money.chain.critical_illness.bands.1.ratio"]  # 第3条 "5万元以上…赔付80%"
+    case_id = screened_case(coordinator)
+    assert 'href="/policies/longchuan-2017"' in coordinator.get(f"/cases/{case_id}").text
+    assert coordinator.get("/policies/no-such-pack").status_code == 404

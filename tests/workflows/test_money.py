@@ -417,3 +417,85 @@ def test_qidong_charity_counts_the_own_payment_left_after_second_assistance():
     )
     assert (after.charity_eligible, after.own_after_assistance) == (False, D("25600.00"))
     assert after.assistance_paid == {"medical_assistance": D("10400.00")}
+
+
+# --- Longchuan (seed 001 第2条): referred stays outside the county --------------------------------------
+
+
+def test_longchuan_out_of_county_referred_stay_gets_at_least_70_percent_in_policy():
+    # Seed 001 第2条: "对符合转诊转院规范，到县域外住院的，单人单次住院政策范围内报销比例不低于70%". A 2018 stay at a
+    # provincial hospital (县域外): in-policy 50,000, basic insurance recorded 34,500 = 69%. 70% of 50,000 = 35,000:
+    # short 500.00, on its own line beside the level's 省级 70%; the shortfall is 500.00 once, not twice.
+    b = bill("60000.00", "50000.00", basic="34500.00", critical="7048.30", assistance="3451.70", backstop="9000.01",
+             own="5999.99")  # fmt: skip
+    out = assess(b, LONGCHUAN, category="poor_not_exited", hospital_level="provincial", higher_floor=False,
+                 out_of_county=True)  # fmt: skip
+    check = next(c for c in out.floors if c.code == "out_of_county_ratio")
+    assert (check.label, check.required, check.actual, check.met, check.shortfall) == (
+        "县域外转诊住院政策范围内报销比例", D("0.70"), D("0.6900"), False, D("500.00"))
+    assert floors(out)["basic_ratio_by_level"] == (False, D("500.00"))
+    assert out.shortfall == D("500.00")
+    # Not referred by the rules: neither the level's ratio nor the 70% is owed.
+    assert "out_of_county_ratio" not in floors(
+        assess(bill("60000.00", "50000.00", basic="34500.00", own="25500.00", compliant=False), LONGCHUAN,
+               category="poor_not_exited", hospital_level="provincial", higher_floor=False, out_of_county=True))
+    # In the county the guarantee is not the 70% but the level's own figure (county 90%).
+    inside = assess(b, LONGCHUAN, category="poor_not_exited", hospital_level="county", higher_floor=False)
+    assert "out_of_county_ratio" not in floors(inside)
+    assert floors(inside)["basic_ratio_by_level"] == (False, D("10500.00"))  # 90% x 50,000 - 34,500
+
+
+def test_longchuan_out_of_county_70_percent_is_a_floor_not_a_cut():
+    # 第2条 "不低于70%" under "州市级三级医疗机构报销比例75%": at the prefecture's tertiary hospital (县域外) 72% of
+    # 50,000 = 36,000 meets the 70% and still misses the 75% by 37,500 - 36,000 = 1,500.00; the chain expects 75%.
+    b = bill("50000.00", "50000.00", basic="36000.00", own="14000.00")
+    result = assess(b, LONGCHUAN, category="poor_not_exited", hospital_level="municipal", higher_floor=False,
+                    out_of_county=True)  # fmt: skip
+    assert floors(result)["out_of_county_ratio"] == (True, D("0.00"))
+    assert floors(result)["basic_ratio_by_level"] == (False, D("1500.00"))
+    expected = expected_layers(b, LONGCHUAN, year=2018, hospital_level="municipal", higher_floor=False,
+                               ytd=YearToDate(), out_of_county=True)  # fmt: skip
+    assert expected["basic_insurance"] == D("37500.00")
+
+
+def test_longchuan_out_of_county_70_percent_decides_where_the_level_has_no_figure():
+    # A stay outside the county at a hospital whose level the pack prices at nothing (第2条 names township, county,
+    # prefecture and provincial institutions only): the 70% is the expected ratio. 2018, in-policy 50,000 of 60,000:
+    #   basic 70% x 50,000 = 35,000.00; 15,000 left, above the 4,931 deductible at 70% (第3条):
+    #   (15,000 - 4,931) x 0.70 = 7,048.30;
+    #   assistance (第4条): 90% target 45,000 - 42,048.30 = 2,951.70, under 75% of the 7,951.70 left: 2,951.70;
+    #   ratio backstop 45,000 - 45,000 = 0; own 60,000 - 45,000 = 15,000 exceeds the 2018 income 9,862 by 5,138
+    #   (第5条) -> own 9,862, which is not "小于10%" of 60,000 (附件2): at most 5,999.99, backstop 5,138 + 3,862.01
+    #   = 9,000.01.
+    b = bill("60000.00", "50000.00")
+    expected = expected_layers(b, LONGCHUAN, year=2018, hospital_level=None, higher_floor=False, ytd=YearToDate(),
+                               out_of_county=True)  # fmt: skip
+    assert expected == {
+        "basic_insurance": D("35000.00"),
+        "critical_illness_insurance": D("7048.30"),
+        "medical_assistance": D("2951.70"),
+        "government_backstop": D("9000.01"),
+        "charity": D("0"),
+        "other": D("0"),
+        "own_payment": D("5999.99"),
+    }
+    assert sum(expected.values()) == D("60000.00")
+    # The same hospital inside the county: no figure, no chain (rather than a guess, or a crash).
+    assert expected_layers(b, LONGCHUAN, year=2018, hospital_level=None, higher_floor=False, ytd=YearToDate()) is None
+    paid = bill("60000.00", "50000.00", basic="34999.99", critical="7048.30", assistance="2951.71",
+                backstop="9000.01", own="5999.99")  # fmt: skip
+    result = assess(paid, LONGCHUAN, category="poor_not_exited", hospital_level=None, higher_floor=False,
+                    out_of_county=True)  # fmt: skip
+    # One fen short of 35,000: the 70% line alone says so (the level has no line of its own to say it).
+    assert floors(result)["out_of_county_ratio"] == (False, D("0.01"))
+    assert "basic_ratio_by_level" not in floors(result)
+
+
+def test_outside_the_county_is_above_county_level_or_outside_its_region():
+    from workflows.money import outside_county
+
+    assert outside_county("provincial", "530000", "533124")  # 云南省第一人民医院 for a 陇川县 case
+    assert outside_county("municipal", "533100", "533124")  # 德宏州人民医院
+    assert outside_county("county", "533103", "533124")  # another county's hospital (芒市)
+    assert not outside_county("county", "533124", "533124")  # 陇川县人民医院
+    assert not outside_county("township", "533124101", "533124")  # 章凤镇中心卫生院

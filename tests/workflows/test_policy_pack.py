@@ -181,3 +181,22 @@ def test_a_period_must_end_somehow_and_in_an_eligible_category(tmp_path, good_pa
     good_pack["category_periods"] = {"poor_exited_supported": {"years": 2, "then": "subsistence"}}
     with pytest.raises(PolicyPackError, match="must be eligible"):
         load_pack(_write(tmp_path, good_pack))
+
+
+def test_nanning_uplifts_are_data_as_the_seed_words_them():
+    # Seed 003 二(四)11: "取消住院基金起付线，报销比例提高5%；29种门诊特殊慢性病取消起付线，
+    # 报销比例提高10%；大病保险起付标准降低50%、报销比例提高10%；落实基本医保二次报销政策".
+    # Relative to ordinary residents, whose figures the seed does not give: data to show, not notes.
+    from decimal import Decimal
+
+    uplifts = load_packs()["nanning-2019"].money["uplifts"]
+    assert uplifts == {
+        "inpatient_deductible_waived": True,
+        "inpatient_ratio_points": Decimal("0.05"),
+        "outpatient_special_deductible_waived": True,
+        "outpatient_special_ratio_points": Decimal("0.10"),
+        "critical_illness_deductible_cut": Decimal("0.50"),
+        "critical_illness_ratio_points": Decimal("0.10"),
+        "critical_illness_cap_raise": None,  # the seed raises no cap
+        "second_reimbursement": True,
+    }
