@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import queue
+import signal
 import socket
 import subprocess
 import sys
@@ -86,11 +88,45 @@ class _Server(BaseApplication):
     def load_config(self) -> None:
         for key, value in self.options.items():
             self.cfg.set(key, value)
+        # gunicorn 25.1+ opens a control socket in $HOME or $XDG_RUNTIME_DIR: one path for every
+        # server the user runs, offering shutdown and reload to any process running as that user,
+        # served by an asyncio thread in the master that every fork has to stop and restart (its
+        # bugs: workers hung at boot, gunicorn #3509; threads leaked across forks, #3648). Nothing
+        # here uses it, so it stays closed.
+        if "control_socket_disable" in self.cfg.settings:
+            self.cfg.set("control_socket_disable", True)
 
     def load(self):
         # Built in each worker after fork: database connections are never shared across processes.
         _cooperative_psycopg()
         return self.factory()
+
+
+_STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGQUIT})
+
+
+def _stop_signals_reach_booting_workers(arbiter: Any, worker: Any) -> None:
+    """gunicorn's post_fork hook, in the new worker. Until the worker installs its own handlers
+    (after gevent's patching, well into its boot), it runs the master's: a SIGTERM is queued in the
+    worker's copy of the master's signal queue, where nobody reads it, and the master then waits
+    its 30-s graceful timeout before SIGKILL (gunicorn #1910). Measured here: `casework serve`
+    stopped as soon as its first worker answered took 30 s, not 1. So until the worker's handlers
+    take over, a stop signal ends the booting worker at once, including one that already came."""
+    for stop in _STOP_SIGNALS:
+        signal.signal(stop, signal.SIG_DFL)
+    if _STOP_SIGNALS & set(_drain(arbiter.SIG_QUEUE)):
+        os._exit(0)  # nothing of this worker's is open yet: no request, no connection
+
+
+def _drain(signals: Any) -> list[int]:
+    if isinstance(signals, list):  # gunicorn before 24
+        drained, signals[:] = list(signals), []
+        return drained
+    drained = []
+    with suppress(queue.Empty):
+        while True:
+            drained.append(signals.get_nowait())
+    return drained
 
 
 def _cooperative_psycopg() -> None:
@@ -148,6 +184,7 @@ def _serve(host: str, port: int, workers: int, factory: Callable[[], Any]) -> No
             # Connections (not requests in flight) per worker; a stalled client holds only one.
             "worker_connections": int(os.environ.get("CASEWORK_CONNECTIONS", "1000")),
             "timeout": int(os.environ.get("CASEWORK_TIMEOUT", "30")),
+            "post_fork": _stop_signals_reach_booting_workers,
             "accesslog": "-",
             # The access log shows paths and status only: no query strings, which may carry names.
             "access_log_format": '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms',

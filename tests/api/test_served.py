@@ -33,21 +33,25 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def server(db_url):
+def server(db_url, tmp_path):
     port = _free_port()
     env = {
         **os.environ,
         "DATABASE_URL": db_url,
         "CASEWORK_WORKERS": "3",
         "CASEWORK_SCHEDULER": "off",
+        "HOME": str(tmp_path),
     }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "api.cli", "serve", "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    env.pop("XDG_RUNTIME_DIR", None)
+    log_path = tmp_path / "server.log"
+    with log_path.open("wb") as log:  # a file, not a pipe nobody reads: the server never blocks on it
+        process = subprocess.Popen(
+            [sys.executable, "-m", "api.cli", "serve", "--port", str(port)],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -58,10 +62,16 @@ def server(db_url):
             time.sleep(0.2)
     else:
         process.kill()
-        pytest.fail("server did not start: " + process.stderr.read().decode()[-2000:])
+        pytest.fail("server did not start: " + log_path.read_text(errors="replace")[-2000:])
     yield base
     process.terminate()
-    process.wait(timeout=20)
+    try:
+        # gunicorn gives requests in flight 30 s (graceful_timeout); these have none.
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        pytest.fail("server did not stop on SIGTERM within 20 s: " + log_path.read_text(errors="replace")[-3000:])
 
 
 def _post(url: str, body: dict, headers: dict[str, str]) -> int:
@@ -113,6 +123,23 @@ def test_login_through_the_server(server, session):
     add_login(session, "served.clerk", "county_coordinator", "533124")
     status = _post(f"{server}/api/v1/auth/token", {"username": "served.clerk", "password": "correct horse battery"}, {})
     assert status == 200
+
+
+def test_a_server_stopped_while_its_workers_boot_stops_at_once(server):
+    """Stopped as soon as the first of its three workers answers (a deploy that changes its mind,
+    a supervisor's quick restart): the others are still booting, and each must take the SIGTERM
+    rather than lose it and be killed by the master after its 30-s graceful timeout. The fixture's
+    teardown fails if the server is still running 20 s after SIGTERM."""
+    with urllib.request.urlopen(server + "/healthz", timeout=5) as response:
+        assert response.status == 200
+
+
+def test_serve_opens_no_control_socket(server, tmp_path):
+    """gunicorn would otherwise listen on ~/.gunicorn/gunicorn.ctl, where any process of the same
+    user may shut the API down or reload it, and one server's stop unlinks another's socket."""
+    with urllib.request.urlopen(server + "/healthz", timeout=5) as response:
+        assert response.status == 200
+    assert not (tmp_path / ".gunicorn").exists()
 
 
 def test_serve_runs_one_worker_on_sqlite_and_two_on_postgresql(monkeypatch):
