@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any
+
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
@@ -35,10 +38,13 @@ def log_full_read(session: Session, actor: Actor, person_id: int, what: str) -> 
     """Add the access-log row to the caller's transaction: the service that builds a view showing
     the full ID logs the read in the same commit, so an outage cannot split the answer from its
     audit. Inserted at once, not at the next flush: the services' hot paths write in Core."""
-    session.connection().execute(
-        _INSERT_READ,
-        {"user_id": actor.user_id, "username": actor.username, "person_id": person_id, "what": what, "at": utcnow()},
-    )
+    session.connection().execute(_INSERT_READ, full_read(actor, person_id, what, utcnow()))
 
 
-_INSERT_READ = insert(AccessLog.__table__)
+def full_read(actor: Actor, person_id: int, what: str, at: datetime) -> dict[str, Any]:
+    """The access-log row of one full-ID read, for a caller that writes it in its own statement."""
+    return {"user_id": actor.user_id, "username": actor.username, "person_id": person_id, "what": what, "at": at}
+
+
+ACCESS_LOG = AccessLog.__table__
+_INSERT_READ = insert(ACCESS_LOG)
