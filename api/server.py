@@ -8,6 +8,7 @@ not a worker. With sync or gthread workers a handful of such clients take every 
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import queue
@@ -15,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from contextlib import suppress
 from typing import Any
@@ -99,7 +101,67 @@ class _Server(BaseApplication):
     def load(self):
         # Built in each worker after fork: database connections are never shared across processes.
         _cooperative_psycopg()
-        return self.factory()
+        app = self.factory()
+        return FifoAdmission(app, concurrency(), app.config["MAX_CONTENT_LENGTH"])
+
+
+def concurrency() -> int:
+    """Requests one worker runs at once (CASEWORK_CONCURRENCY, default 4); the rest wait in turn.
+    Two to four served PostgreSQL best here (docs/performance.md §1); four leaves room for a
+    request that waits on a row lock or a slow query."""
+    return max(1, int(os.environ.get("CASEWORK_CONCURRENCY", "4")))
+
+
+class FifoAdmission:
+    """At most ``limit`` requests of this worker inside the application at once; the others wait
+    for a slot, first come first served.
+
+    A gevent worker otherwise starts every request it has read: thirty-two at once share one core
+    and a pool of connections, each advancing a round trip at a time, so every answer waits on all
+    the others and the slowest wait longest (PostgreSQL, 32 clients: p99 120-145 ms at a mean of
+    45). Queued in order behind a few running requests, each waits about as long as the next, and
+    less time goes to switching (p99 50 ms, and a fifth more answers a second: docs/performance.md
+    §1).
+
+    A request's body is read before it queues: a client that trickles its body holds its own
+    socket, never a slot (tests/gauntlet/test_stall.py). Uploads (multipart) and bodies of unknown
+    or refused length go straight through, unqueued: they are read by the application as before.
+    The slot is free as soon as the application has its answer; sending it, or streaming a ledger
+    export, happens outside."""
+
+    def __init__(self, app: Any, limit: int, max_body: int) -> None:
+        self.app = app
+        self.max_body = max_body
+        self.slots = _semaphore(limit)
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        if not self._read_body(environ):
+            return self.app(environ, start_response)
+        with self.slots:
+            return self.app(environ, start_response)
+
+    def _read_body(self, environ: dict[str, Any]) -> bool:
+        """Read a small body now; False when the request must go through as it came."""
+        if environ.get("HTTP_TRANSFER_ENCODING") or environ.get("CONTENT_TYPE", "").startswith("multipart/"):
+            return False  # chunked (its length unknown until it has all come), or an upload
+        declared = environ.get("CONTENT_LENGTH") or "0"
+        if not declared.isdigit() or int(declared) > self.max_body:
+            return False  # the application refuses it (400, 413) without reading it
+        if int(declared):
+            environ["wsgi.input"] = io.BytesIO(environ["wsgi.input"].read(int(declared)))
+        return True
+
+
+def _semaphore(limit: int) -> Any:
+    """gevent's semaphore in a gevent worker (it wakes waiters in the order they came), else a
+    thread semaphore (gunicorn's gthread workers, kept for comparison, and tests)."""
+    from gevent import monkey
+
+    if monkey.is_module_patched("threading"):
+        from gevent.lock import BoundedSemaphore
+
+        return BoundedSemaphore(limit)
+    return threading.BoundedSemaphore(limit)
 
 
 _STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGQUIT})
