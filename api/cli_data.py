@@ -55,28 +55,20 @@ def _import_on_terminal(
         sys.exit(1)
 
 
-def _persons_job(file: Path, job_id: str, county: str | None, dry_run: bool, skip_invalid: bool) -> int:
+def _persons_job(file: Path, job_id: str, run: Callable[[Any], Any]) -> int:
     """The import of an upload, for the API (api/import_jobs.py): progress, totals and the report
     go to the job's folder, and the upload is deleted whatever happens."""
     from flask import current_app
 
     from api import import_jobs
-    from casework.services.roster import describe, import_persons, write_report
+    from casework.services.roster import describe, write_report
 
     folder = import_jobs.job_folder(current_app.instance_path, job_id)
     job = import_jobs.read_job(folder)
 
     def work(progress: import_jobs.ProgressWriter) -> dict:
         try:
-            report = import_persons(
-                db.session(),
-                Actor.system(),
-                file,
-                county=county,
-                dry_run=dry_run,
-                skip_invalid=skip_invalid,
-                progress=progress,
-            )
+            report = run(progress)
         except CaseworkError as exc:  # our own words (a missing column, a county): kept for the user
             return {"status": import_jobs.FAILED, "summary": _fail(exc).message}
         write_report(file, report, folder / f"report.{job['report_kind']}")
@@ -112,12 +104,8 @@ def register_data_commands(group: click.Group) -> None:
         """The roster of eligible people: new persons, and new dated categories for known ones."""
         from casework.services.roster import describe, import_persons
 
-        if job_id:
-            sys.exit(_persons_job(file, job_id, county, dry_run, skip_invalid))
-        _import_on_terminal(
-            file,
-            "导入名册",
-            lambda progress: import_persons(
+        def run(progress: Any) -> Any:
+            return import_persons(
                 db.session(),
                 Actor.system(),
                 file,
@@ -125,11 +113,11 @@ def register_data_commands(group: click.Group) -> None:
                 dry_run=dry_run,
                 skip_invalid=skip_invalid,
                 progress=progress,
-            ),
-            describe,
-            report_to,
-            refuse_invalid=not skip_invalid,
-        )
+            )
+
+        if job_id:
+            sys.exit(_persons_job(file, job_id, run))
+        _import_on_terminal(file, "导入名册", run, describe, report_to, refuse_invalid=not skip_invalid)
 
     @import_group.command("cases")
     @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))

@@ -98,14 +98,16 @@ def screen(
         flush_or_conflict(session, "this person already has an open case for this disease")
         _append_event(
             session,
-            case,
-            machine.SCREEN_EVENT,
-            None,
-            actor,
-            now,
-            screened_at,
-            {"disease_code": disease_code, "source": source},
-            note,
+            _event_row(
+                case,
+                machine.SCREEN_EVENT,
+                None,
+                actor,
+                now,
+                screened_at,
+                {"disease_code": disease_code, "source": source},
+                note,
+            ),
         )
         if actor.role == "hospital":
             _hold(session, case.id, actor.org_unit_code)
@@ -440,20 +442,9 @@ def _messages(value: Any) -> list[str]:
     return value if isinstance(value, list) else [str(value)]
 
 
-def _append_event(
-    session: Session,
-    case: Any,
-    event: str,
-    from_state: str | None,
-    actor: Actor,
-    now: datetime,
-    occurred_at: datetime,
-    data: dict[str, Any],
-    reason: str | None,
-) -> None:
-    """Append the event to the case's history (an INSERT now, not at the next flush: the case row
-    it refers to already exists)."""
-    row = _event_row(case, event, from_state, actor, now, occurred_at, data, reason)
+def _append_event(session: Session, row: dict[str, Any]) -> None:
+    """Append an event (``_event_row``) to its case's history: an INSERT now, not at the next
+    flush, since the case row it refers to already exists."""
     session.connection().execute(_INSERT_EVENT, {f"event_{key}": value for key, value in row.items()})
 
 

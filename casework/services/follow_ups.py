@@ -15,6 +15,7 @@ from casework.models import CaseEvent, FollowUpVisit
 from casework.services.alerts import resolve_for_case
 from casework.services.cases import VISIT_EVENT, get_case, lock_case
 from casework.services.cases import _append_event as append_event
+from casework.services.cases import _event_row as event_row
 from workflows.case_machine import FOLLOW_UP, allowed_events
 from workflows.policy_pack import packs
 
@@ -84,19 +85,21 @@ def record_visit(
         case.version += 1
         append_event(
             session,
-            case,
-            VISIT_EVENT,
-            case.state,
-            actor,
-            now,
-            visited_at,
-            {
-                "visited_at": _iso(visited_at),
-                "next_due_at": _iso(due),
-                "previous_due_at": _iso(previous_due) if previous_due else None,
-                "due_at": _iso(case.due_at),
-            },
-            None,
+            event_row(
+                case,
+                VISIT_EVENT,
+                case.state,
+                actor,
+                now,
+                visited_at,
+                {
+                    "visited_at": _iso(visited_at),
+                    "next_due_at": _iso(due),
+                    "previous_due_at": _iso(previous_due) if previous_due else None,
+                    "due_at": _iso(case.due_at),
+                },
+                None,
+            ),
         )
         resolve_for_case(session, case.id, now)
     return visit
