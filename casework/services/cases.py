@@ -166,7 +166,8 @@ def fire(
 
     The hot path of the API, so it runs as plain Core statements on the session's connection: one
     locking read of everything the machine and the view need, one UPDATE, one INSERT of the event
-    (and of the access-log row when the view shows the full ID). The ORM's unit of work cost about
+    (and of the access-log row when the view shows the full ID), the three writes one statement on
+    PostgreSQL (``_move``). The ORM's unit of work cost about
     a third of a transition's CPU and bought nothing here: the case is written back field by field."""
     now = now or utcnow()
     rule = machine.RULES.get(event)
