@@ -117,7 +117,14 @@ def resolve_ended(session: Session, now: datetime) -> int:
 def open_step_alerts(case_id: Any) -> Exists:
     """Whether the case has alerts about its current step still open: a column for the query that
     locks the case, so a transition runs the resolving UPDATE only when there is something to end."""
-    return exists().where(Alert.case_id == case_id, Alert.status != "resolved", Alert.rule.in_(STEP_RULES))
+    return exists().where(Alert.case_id == case_id, Alert.status != "resolved", _is_step_rule(Alert.rule))
+
+
+def _is_step_rule(rule: Any) -> Any:
+    """``rule IN (…)`` with one parameter per rule. ``in_(STEP_RULES)`` binds the list as one
+    expanding parameter, and SQLAlchemy then renders the statement's SQL again at every execution:
+    a fifth of the CPU of the lock query that carries this test on every transition."""
+    return rule.in_([literal(name) for name in STEP_RULES])
 
 
 def resolve_for_case(session: Session, case_id: int, now: datetime) -> None:
@@ -125,7 +132,7 @@ def resolve_for_case(session: Session, case_id: int, now: datetime) -> None:
     alerts = Alert.__table__
     session.connection().execute(
         update(alerts)
-        .where(alerts.c.case_id == case_id, alerts.c.status != "resolved", alerts.c.rule.in_(STEP_RULES))
+        .where(alerts.c.case_id == case_id, alerts.c.status != "resolved", _is_step_rule(alerts.c.rule))
         .values(status="resolved", resolved_at=now)
     )
 
