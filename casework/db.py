@@ -8,7 +8,19 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Engine, MetaData, event, type_coerce
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Engine,
+    Insert,
+    MetaData,
+    Table,
+    bindparam,
+    event,
+    insert,
+    type_coerce,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.sqlite.base import SQLiteCompiler
@@ -182,6 +194,19 @@ def flush_or_conflict(session: Session, detail: str) -> None:
         session.flush()
     except IntegrityError:
         raise Conflict(detail) from None
+
+
+def bound_insert(table: Table, prefix: str) -> Insert:
+    """INSERT of every column but the generated key, each from the parameter ``prefix + column``:
+    statements run with one parameter dictionary (the parts of one data-modifying WITH) cannot
+    share parameter names."""
+    return insert(table).values(
+        {
+            column.key: bindparam(prefix + column.key, type_=column.type)
+            for column in table.columns
+            if column is not table.autoincrement_column
+        }
+    )
 
 
 def utcnow() -> datetime:

@@ -5,11 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from casework.actor import Actor
-from casework.db import utcnow
+from casework.db import bound_insert, utcnow
 from casework.id_number import mask_id_number
 from casework.models import AccessLog
 
@@ -38,13 +37,20 @@ def log_full_read(session: Session, actor: Actor, person_id: int, what: str) -> 
     """Add the access-log row to the caller's transaction: the service that builds a view showing
     the full ID logs the read in the same commit, so an outage cannot split the answer from its
     audit. Inserted at once, not at the next flush: the services' hot paths write in Core."""
-    session.connection().execute(_INSERT_READ, full_read(actor, person_id, what, utcnow()))
+    session.connection().execute(INSERT_READ, full_read(actor, person_id, what, utcnow()))
 
 
 def full_read(actor: Actor, person_id: int, what: str, at: datetime) -> dict[str, Any]:
-    """The access-log row of one full-ID read, for a caller that writes it in its own statement."""
-    return {"user_id": actor.user_id, "username": actor.username, "person_id": person_id, "what": what, "at": at}
+    """The parameters of ``INSERT_READ`` for one full-ID read, for a caller that writes the row
+    within a statement of its own (``fire``'s one statement on PostgreSQL)."""
+    return {
+        "read_user_id": actor.user_id,
+        "read_username": actor.username,
+        "read_person_id": person_id,
+        "read_what": what,
+        "read_at": at,
+    }
 
 
 ACCESS_LOG = AccessLog.__table__
-_INSERT_READ = insert(ACCESS_LOG)
+INSERT_READ = bound_insert(ACCESS_LOG, "read_")

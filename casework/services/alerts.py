@@ -123,7 +123,7 @@ def open_step_alerts(case_id: Any) -> Exists:
 def _is_step_rule(rule: Any) -> Any:
     """``rule IN (…)`` with one parameter per rule. ``in_(STEP_RULES)`` binds the list as one
     expanding parameter, and SQLAlchemy then renders the statement's SQL again at every execution:
-    a fifth of the CPU of the lock query that carries this test on every transition."""
+    a quarter of the CPU of the lock query that carries this test on every transition."""
     return rule.in_([literal(name) for name in STEP_RULES])
 
 

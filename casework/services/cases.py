@@ -15,15 +15,15 @@ from types import SimpleNamespace
 from typing import Any
 
 from marshmallow import Schema, ValidationError
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload
 
 from casework.actor import Actor
-from casework.db import flush_or_conflict, insert_ignoring_conflicts, utcnow, write_transaction
+from casework.db import bound_insert, flush_or_conflict, insert_ignoring_conflicts, utcnow, write_transaction
 from casework.errors import Conflict, Forbidden, NotFound, ValidationFailed, VersionMismatch
 from casework.models import Case, CaseEvent, CaseHolder, ExpertGroup, Hospital, OrgUnit, Person
-from casework.privacy import ACCESS_LOG, full_read, log_full_read, may_see_any_full_id
+from casework.privacy import INSERT_READ, full_read, log_full_read, may_see_any_full_id
 from casework.references import DatabaseReferences, region_chain
 from casework.scope import case_scope, person_scope
 from casework.services.alerts import open_step_alerts, resolve_for_case
@@ -167,8 +167,8 @@ def fire(
     The hot path of the API, so it runs as plain Core statements on the session's connection: one
     locking read of everything the machine and the view need, one UPDATE, one INSERT of the event
     (and of the access-log row when the view shows the full ID), the three writes one statement on
-    PostgreSQL (``_move``). The ORM's unit of work cost about
-    a third of a transition's CPU and bought nothing here: the case is written back field by field."""
+    PostgreSQL (``_move``). The ORM's unit of work cost about a third of a transition's CPU and
+    bought nothing here: the case is written back field by field."""
     now = now or utcnow()
     rule = machine.RULES.get(event)
     if rule is None:
@@ -287,7 +287,7 @@ def replay(session: Session, case_id: int) -> Replayed:
 # --- internals ----------------------------------------------------------------------------------
 
 
-def _record_view(session: Session, case: Any, actor: Actor, now: datetime) -> dict[str, Any]:
+def _record_view(session: Session, case: Case, actor: Actor, now: datetime) -> dict[str, Any]:
     """The case as the actor is shown it after a write or in the record view; the view decides
     whether the full ID number shows, and if it does the read is logged in the caller's transaction."""
     view = case_view(case, actor, now, full_id=True)
@@ -446,7 +446,7 @@ def _messages(value: Any) -> list[str]:
 def _append_event(session: Session, row: dict[str, Any]) -> None:
     """Append an event (``_event_row``) to its case's history: an INSERT now, not at the next
     flush, since the case row it refers to already exists."""
-    session.connection().execute(_INSERT_EVENT, {f"event_{key}": value for key, value in row.items()})
+    session.connection().execute(_INSERT_EVENT, row)
 
 
 def _event_row(
@@ -459,20 +459,21 @@ def _event_row(
     data: dict[str, Any],
     reason: str | None,
 ) -> dict[str, Any]:
-    """The event's row in the case's history, numbered by the case's new version."""
+    """The parameters of ``_INSERT_EVENT``: the event's row in the case's history, numbered by the
+    case's new version."""
     return {
-        "case_id": case.id,
-        "seq": case.version,
-        "event": event,
-        "from_state": from_state,
-        "to_state": case.state,
-        "actor_id": actor.user_id,
-        "actor_username": actor.username,
-        "org_unit_code": actor.org_unit_code or None,
-        "at": now,
-        "occurred_at": occurred_at,
-        "data": data,
-        "reason": reason,
+        "event_case_id": case.id,
+        "event_seq": case.version,
+        "event_event": event,
+        "event_from_state": from_state,
+        "event_to_state": case.state,
+        "event_actor_id": actor.user_id,
+        "event_actor_username": actor.username,
+        "event_org_unit_code": actor.org_unit_code or None,
+        "event_at": now,
+        "event_occurred_at": occurred_at,
+        "event_data": data,
+        "event_reason": reason,
     }
 
 
@@ -481,43 +482,24 @@ def _move(connection: Any, case: Any, event_row: dict[str, Any], read: dict[str,
     access-log row. On PostgreSQL that is one statement (the UPDATE and the access-log INSERT as
     data-modifying WITH parts of the event's INSERT): one round trip and one statement's cost in
     the driver and the server instead of three. SQLite has no data-modifying WITH: three."""
-    params = {f"new_{name}": getattr(case, name) for name in _MOVED} | {"case_id": case.id}
-    params |= {f"event_{key}": value for key, value in event_row.items()}
-    if read is not None:
-        params |= {f"read_{key}": value for key, value in read.items()}
+    params = {f"new_{name}": getattr(case, name) for name in _MOVED} | {"case_id": case.id} | event_row | (read or {})
     try:
         if connection.dialect.name == "postgresql":
             connection.execute(_MOVE_AND_RECORD[read is not None], params)
             return
         connection.execute(_MOVE_CASE, params)
-    except IntegrityError as exc:
-        if _OPEN_CASE_INDEX not in str(exc.orig) and "cases.person_id, cases.disease_code" not in str(exc.orig):
-            raise
+    except IntegrityError:
         # Reopening beside a newer open case for the same disease trips the partial unique index.
         raise Conflict("this person already has an open case for this disease") from None
     connection.execute(_INSERT_EVENT, params)
     if read is not None:
-        connection.execute(_INSERT_READ, params)
+        connection.execute(INSERT_READ, params)
 
 
-def _bound_insert(table: Any, prefix: str) -> Any:
-    """INSERT of every column but the generated key, each from the parameter ``prefix + column``:
-    statements that share one parameter dictionary cannot share names."""
-    return insert(table).values(
-        {
-            column.key: bindparam(prefix + column.key, type_=column.type)
-            for column in table.columns
-            if column is not table.autoincrement_column
-        }
-    )
-
-
-_OPEN_CASE_INDEX = "uq_cases_open_person_disease"
-_INSERT_EVENT = _bound_insert(CaseEvent.__table__, "event_")
-_INSERT_READ = _bound_insert(ACCESS_LOG, "read_")
+_INSERT_EVENT = bound_insert(CaseEvent.__table__, "event_")
 _MOVE_AND_RECORD = {
     False: _INSERT_EVENT.add_cte(_MOVE_CASE.cte("moved")),
-    True: _INSERT_EVENT.add_cte(_MOVE_CASE.cte("moved")).add_cte(_INSERT_READ.cte("logged")),
+    True: _INSERT_EVENT.add_cte(_MOVE_CASE.cte("moved")).add_cte(INSERT_READ.cte("logged")),
 }
 
 
