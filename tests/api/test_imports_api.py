@@ -64,13 +64,19 @@ def test_a_coordinator_uploads_a_gb18030_roster_and_downloads_the_report(client,
     assert sorted(p.name for p in folder.iterdir()) == ["job.json", "report.csv"]
 
 
-def test_the_report_of_a_running_import_is_not_there_yet(client, logins, app):
+def running_job(app, logins, **fields: str) -> tuple[str, Path, dict]:
+    """A job as an import process writes it while running, 1,200 of 5,000 rows in (not saved yet)."""
     job_id = str(uuid.uuid4())
     folder = import_jobs.jobs_dir(app.instance_path) / job_id
     folder.mkdir()
     job = {"id": job_id, "kind": "persons", "status": "running", "file_name": "名册.csv", "report_kind": "csv",
            "created_at": "2026-01-01T00:00:00+00:00", "created_by": logins["coordinator"].username,
-           "progress": import_jobs.progress(1200, 5000, 2.0)}  # fmt: skip
+           "progress": import_jobs.progress(1200, 5000, 2.0), **fields}  # fmt: skip
+    return job_id, folder, job
+
+
+def test_the_report_of_a_running_import_is_not_there_yet(client, logins, app):
+    job_id, folder, job = running_job(app, logins)
     import_jobs.write_job(folder, job)
 
     shown = client.get(f"/api/v1/imports/{job_id}", headers=logins["coordinator"].headers)
@@ -110,12 +116,7 @@ def test_the_template_downloads_as_xlsx_and_csv(client, logins, tmp_path):
 
 
 def test_a_job_whose_process_went_silent_shows_as_stopped(client, logins, app):
-    job_id = str(uuid.uuid4())
-    folder = import_jobs.jobs_dir(app.instance_path) / job_id
-    folder.mkdir()
-    job = {"id": job_id, "kind": "persons", "status": "running", "file_name": "名册.csv", "report_kind": "csv",
-           "created_at": "2026-01-01T00:00:00+00:00", "created_by": logins["coordinator"].username,
-           "updated_at": "2026-01-01T00:01:00+00:00", "progress": import_jobs.progress(1200, 5000, 2.0)}  # fmt: skip
+    job_id, folder, job = running_job(app, logins, updated_at="2026-01-01T00:01:00+00:00")
     (folder / "job.json").write_text(json.dumps(job), encoding="utf-8")  # as a killed process left it
 
     shown = client.get(f"/api/v1/imports/{job_id}", headers=logins["coordinator"].headers).get_json()

@@ -31,6 +31,14 @@ def step_form(page, application: int, event: str):
     return form
 
 
+def submit_step(page, application: int, event: str, **texts: str) -> None:
+    """Fill the step's text areas by name (opinion, reason) and send its form."""
+    form = step_form(page, application, event)
+    for name, text in texts.items():
+        form.locator(f"textarea[name={name}]").fill(text)
+    form.locator("button[type=submit]").click()
+
+
 def state_of(page, application: int) -> str:
     return page.locator(f"#assistance-{application} [data-assistance-state]").first.get_attribute(
         "data-assistance-state"
@@ -69,21 +77,15 @@ def test_one_application_through_the_whole_chain_and_one_refused(live_server, br
     shots(page, "village-home")
     page.click(f"[data-queue=assistance] tr[data-application-id='{second}'] a.button")
     page.wait_for_url(re.compile(rf".*/cases/{chain.case_id}#assistance-{second}$"))
-    form = step_form(page, second, "village_approve")
-    form.locator("textarea[name=opinion]").fill("经入户核实，患者家庭因病支出大，情况属实")
-    form.locator("button[type=submit]").click()
+    submit_step(page, second, "village_approve", opinion="经入户核实，患者家庭因病支出大，情况属实")
     assert state_of(page, second) == "village_reviewed"
-    form = step_form(page, charity, "village_reject")
-    form.locator("textarea[name=opinion]").fill("家庭另有稳定收入")
-    form.locator("button[type=submit]").click()
+    submit_step(page, charity, "village_reject", opinion="家庭另有稳定收入")
     error = page.locator(f"form[data-application-id='{charity}'] [data-field-error=reason]")
     assert error.inner_text() == "请填写理由"  # next to the field, in Chinese, the opinion kept
     kept = page.locator(f"form[data-application-id='{charity}'][data-assistance-event=village_reject] [name=opinion]")
     assert kept.input_value() == "家庭另有稳定收入"
     shots(page, "village-reject-needs-reason")
-    form = step_form(page, charity, "village_reject")
-    form.locator("textarea[name=reason]").fill("家庭人均收入超过低保标准，不符合慈善救助条件")
-    form.locator("button[type=submit]").click()
+    submit_step(page, charity, "village_reject", reason="家庭人均收入超过低保标准，不符合慈善救助条件")
     assert state_of(page, charity) == "refused"
     assert page.locator(f"form[data-application-id='{charity}']").count() == 0  # refused: nothing left to do
     shots(page, "village-done")
@@ -96,14 +98,9 @@ def test_one_application_through_the_whole_chain_and_one_refused(live_server, br
     page.goto(case_url)
     other = context.new_page()
     other.goto(case_url)
-    form = step_form(page, second, "town_approve")
-    form.locator("textarea[name=opinion]").fill("同意村（居）审核意见，报基金审批")
-    form.locator("button[type=submit]").click()
+    submit_step(page, second, "town_approve", opinion="同意村（居）审核意见，报基金审批")
     assert state_of(page, second) == "town_reviewed"
-    form = step_form(other, second, "town_reject")
-    form.locator("textarea[name=opinion]").fill("材料不全")
-    form.locator("textarea[name=reason]").fill("缺少收费票据")
-    form.locator("button[type=submit]").click()
+    submit_step(other, second, "town_reject", opinion="材料不全", reason="缺少收费票据")
     stale = other.locator("#assistance [data-stale]")
     assert "其他用户已经处理了此救助申请" in stale.inner_text() and "待基金审批" in stale.inner_text()
     assert state_of(other, second) == "town_reviewed"  # the page now shows the new state
