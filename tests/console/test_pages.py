@@ -55,6 +55,13 @@ def test_pages_need_a_login_and_keep_the_session_cookie_safe(app, session):
     assert client.get("/").status_code == 200
 
 
+def test_the_console_cookie_is_neither_a_credential_nor_refreshed_by_the_api(coordinator):
+    answer = coordinator.get("/api/v1/cases")
+    assert answer.status_code == 401 and answer.mimetype == "application/problem+json"
+    assert "Set-Cookie" not in answer.headers  # the API never opens the console's session
+    assert "Set-Cookie" in coordinator.get("/cases").headers  # a console page refreshes it
+
+
 def test_a_form_without_the_session_csrf_token_changes_nothing(coordinator):
     case_id = screened_case(coordinator)
     answer = coordinator.post(
