@@ -52,6 +52,8 @@ from console import charts
 from console import policy as policy_page
 from console.forms import (
     CHINA,
+    CHOICE_LABELS,
+    FIELD_LABELS,
     FUND_LABELS,
     KIND_LABELS,
     RAISE_RULE,
@@ -153,6 +155,8 @@ def console_globals() -> dict[str, Any]:
         "KIND_LABELS": KIND_LABELS,
         "ASSISTANCE_STATE_LABELS": assistance_machine.STATE_LABELS,
         "FUND_LABELS": FUND_LABELS,
+        "FIELD_LABELS": FIELD_LABELS,
+        "CHOICE_LABELS": CHOICE_LABELS,
     }
 
 

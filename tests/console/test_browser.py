@@ -140,6 +140,7 @@ def test_one_case_through_every_step(live_server, browser, session, shots):
     form.locator("select[name=outcome]").select_option("improved")
     form.locator("button[type=submit]").click()
     assert state_of(page) == TREATED
+    assert "出院转归：好转" in page.locator("table.timeline").inner_text()
     page.click("text=登记结算")
     page.fill("input[name=admitted_at]", local(now - timedelta(days=2)))
     page.fill("input[name=discharged_at]", local(now - timedelta(hours=5)))

@@ -199,6 +199,23 @@ def test_a_registered_person_is_found_by_id_number_without_it_entering_a_url(coo
     assert missing.status_code == 422 and "请先登记" in missing.text
 
 
+def test_the_case_history_names_a_discharge_outcome_in_chinese(coordinator, session):
+    from tests.casework.helpers import Walker
+    from tests.conftest import utc_now
+
+    walker = Walker(session, utc_now())
+    case = walker.new_case(screened_days_ago=20)
+    for step in (walker.confirm, walker.assign, walker.admit, walker.discharge):
+        case = step(case)
+    case_id = case.id
+    session.rollback()
+
+    page = coordinator.get(f"/cases/{case_id}")
+    history = re.search(r'<table class="timeline">.*?</table>', page.text, re.S).group(0)
+    assert "出院转归：好转" in history and "improved" not in history
+    assert "诊断编码（ICD-10）：C15.9" in history
+
+
 def test_alerts_are_acknowledged_and_visits_recorded_from_the_console(app, coordinator, session):
     from sqlalchemy import select
 
