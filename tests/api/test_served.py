@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections import Counter
 from pathlib import Path
@@ -44,12 +46,13 @@ def server(db_url, tmp_path):
     }
     env.pop("XDG_RUNTIME_DIR", None)
     log_path = tmp_path / "server.log"
-    with log_path.open("wb") as log:  # a file, not a pipe nobody reads: the server never blocks on it
+    # Files, not pipes nobody reads: the server never blocks on them.
+    with log_path.open("wb") as log, (tmp_path / "access.log").open("wb") as access:
         process = subprocess.Popen(
             [sys.executable, "-m", "api.cli", "serve", "--port", str(port)],
             cwd=ROOT,
             env=env,
-            stdout=subprocess.DEVNULL,
+            stdout=access,
             stderr=log,
         )
     base = f"http://127.0.0.1:{port}"
@@ -117,6 +120,32 @@ def test_sixteen_clients_one_etag_one_winner(server, client, session, logins):
     session.rollback()
     rebuilt = replay(session, case.id)
     assert rebuilt.version == 2
+
+
+def test_the_access_log_shows_paths_and_status_but_no_query(server, tmp_path):
+    def logged() -> list[str]:
+        return (tmp_path / "access.log").read_text().splitlines()
+
+    def health_checks() -> int:
+        return sum('"GET /healthz" 200' in line for line in logged())
+
+    checks_before = health_checks()
+    query = urllib.parse.urlencode({"name": "张三", "id_number": "533124198503150021"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(f"{server}/api/v1/persons?{query}", timeout=10)
+    assert refused.value.code == 401
+    with urllib.request.urlopen(server + "/healthz", timeout=10) as answer:
+        size = len(answer.read())
+    deadline = time.monotonic() + 10
+    while not any("/api/v1/persons" in line for line in logged()) or health_checks() == checks_before:
+        assert time.monotonic() < deadline, logged()  # each line is written once its answer is sent
+        time.sleep(0.1)
+    lines = logged()
+    persons = next(line for line in lines if "/api/v1/persons" in line)
+    assert re.fullmatch(r'127\.0\.0\.1 "GET /api/v1/persons" 401 \d+ \d+ms', persons), persons
+    assert any(re.search(rf'"GET /healthz" 200 {size} \d+ms$', line) for line in lines), lines
+    log = "\n".join(lines)
+    assert "张三" not in log and "name=" not in log and "533124198503150021" not in log
 
 
 def test_login_through_the_server(server, session):
