@@ -19,6 +19,7 @@ from sqlalchemy.exc import DataError, InterfaceError, OperationalError, SQLAlche
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter
 
+from casework.db import end_read
 from casework.errors import CaseworkError, Conflict, Forbidden, NotFound, ValidationFailed, VersionMismatch
 from casework.services.auth import AuthenticationFailed, LoginThrottled
 
@@ -178,15 +179,19 @@ def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(CaseworkError, problem_for_domain_error)
 
     @app.teardown_appcontext
-    def end_database_session(_error: BaseException | None) -> None:
+    def end_database_session(error: BaseException | None) -> None:
         # Runs before Flask-SQLAlchemy's own teardown (the last registered runs first). Its
         # session.remove() rolls back with close(), which raises on a connection the database has
         # just killed, leaves that connection checked out, and - escaping the WSGI app - replaces
         # the finished answer with gunicorn's HTML 500. rollback() hands the connection back to the
-        # pool (which drops a dead one) before it raises; the answer already made stands.
+        # pool (which drops a dead one) before it raises; the answer already made stands. A
+        # transaction that only read ends in COMMIT instead, which keeps the connection's prepared
+        # statements (casework/db.py ``end_read``).
         from api.extensions import db
 
         try:
+            if error is None:
+                end_read(db.session())
             db.session().rollback()
         except SQLAlchemyError as exc:
             log.warning("database connection lost while ending a request: %s", type(exc).__name__)

@@ -24,7 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.sqlite.base import SQLiteCompiler
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Session
 from sqlalchemy.types import TypeDecorator
 
@@ -87,15 +87,19 @@ SQLiteCompiler.get_from_hint_text = _sqlite_from_hint  # type: ignore[method-ass
 
 
 def configure_engine(engine: Engine) -> None:
-    """Install the SQLite pragmas and transaction handling; PostgreSQL needs nothing here.
+    """Note which transactions write (``end_read``), and install the SQLite pragmas and
+    transaction handling.
 
     pysqlite's own transaction handling issues a deferred BEGIN lazily, so two writers that both
     read first deadlock into "database is locked". We take over BEGIN: write transactions start
     with BEGIN IMMEDIATE (the SQLite equivalent of locking the row up front), reads with BEGIN.
     """
-    if engine.dialect.name != "sqlite" or getattr(engine, "_casework_configured", False):
+    if getattr(engine, "_casework_configured", False):
         return
     engine._casework_configured = True  # type: ignore[attr-defined]
+    _note_writes(engine)
+    if engine.dialect.name != "sqlite":
+        return
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record) -> None:
@@ -114,6 +118,51 @@ def configure_engine(engine: Engine) -> None:
 
 
 HELD = "casework_held_transaction"
+WROTE = "casework_wrote"
+# Statements that change no data (a row lock taken by SELECT is released by either ending).
+_READING = ("SELECT", "BEGIN", "SHOW", "PRAGMA")
+
+
+def _note_writes(engine: Engine) -> None:
+    """Keep, per connection, whether its open transaction ran anything but reads."""
+
+    @event.listens_for(engine, "begin")
+    def _begun(connection) -> None:
+        connection.info[WROTE] = False
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _executing(connection, _cursor, statement, *_) -> None:
+        if not statement.lstrip()[:6].upper().startswith(_READING):
+            connection.info[WROTE] = True
+
+
+def end_read(session: Session) -> None:
+    """End the session's transaction with COMMIT if it only read; leave any other to be rolled back.
+
+    For a transaction that wrote nothing COMMIT and ROLLBACK are the same, but psycopg discards
+    every prepared statement of the connection at a ROLLBACK (the transaction might have made or
+    dropped the objects they name), and sends DEALLOCATE ALL. Each read request ending in ROLLBACK
+    made the next requests on its connection parse and plan every statement again: a transition
+    after a list read cost PostgreSQL 2.3 ms more CPU (docs/performance.md). A transaction that
+    wrote, or that PostgreSQL aborted, is left as it is."""
+    if not session.in_transaction() or _pending(session):
+        return
+    connection = session.connection()
+    if connection.info.get(WROTE, True) or not _may_commit(connection):
+        return
+    try:
+        session.commit()
+    except SQLAlchemyError:
+        session.rollback()  # nothing was written: nothing is lost
+
+
+def _may_commit(connection: Any) -> bool:
+    """False when PostgreSQL has aborted the transaction (a statement in it failed)."""
+    if connection.dialect.name != "postgresql":
+        return True
+    from psycopg.pq import TransactionStatus
+
+    return connection.connection.driver_connection.info.transaction_status == TransactionStatus.INTRANS
 
 
 def _pending(session: Session) -> bool:

@@ -121,7 +121,9 @@ def test_a_read_is_one_query_after_authentication(app, confirm, logins, engine_n
     with counted(app) as tally:
         assert case.get(logins["city_supervisor"]).status_code == 200
     assert tally.kinds == ["SELECT users", "SELECT cases"]  # masked: nothing to log, nothing written
-    assert tally.transactions == ["begin", "rollback"]
+    # A transaction that only read ends in COMMIT, the same as ROLLBACK for it, but keeping the
+    # connection's prepared statements (test_a_read_keeps_the_prepared_statements below).
+    assert tally.transactions == ["begin", "commit"]
 
     with counted(app) as tally:
         assert case.get(logins["coordinator"]).status_code == 200
@@ -165,3 +167,34 @@ def test_many_clients_share_a_fixed_pool_of_connections(app, confirm, logins, en
         event.remove(engine, "connect", on_connect)
     assert statuses == [200] * 96
     assert engine.pool.size() == 10 and len(opened) <= engine.pool.size()
+
+
+def test_a_read_keeps_the_prepared_statements(db_url, logins, engine_name):
+    """psycopg prepares a statement on the server after its fifth run on a connection, and discards
+    every prepared statement at a ROLLBACK. A request that only reads ends in COMMIT, so the reads
+    between two transitions do not make the next one parse and plan each statement again."""
+    if engine_name != "postgresql":
+        pytest.skip("sqlite3 keeps its statement cache across a rollback")
+    from sqlalchemy import text
+
+    from api.app import create_app
+    from api.extensions import db
+
+    one_connection = create_app(
+        {
+            "SQLALCHEMY_DATABASE_URI": db_url,
+            "TESTING": True,
+            "SQLALCHEMY_ENGINE_OPTIONS": {"pool_size": 1, "max_overflow": 0},
+        }
+    )
+    requests = one_connection.test_client()
+    for _ in range(7):
+        assert requests.get("/api/v1/cases?limit=5", headers=logins["city_supervisor"].headers).status_code == 200
+
+    def prepared() -> int:
+        with one_connection.app_context(), db.engine.connect() as connection:
+            return connection.execute(text("SELECT count(*) FROM pg_prepared_statements")).scalar_one()
+
+    assert prepared() >= 2  # the token's query and the list's, at least
+    with one_connection.app_context():
+        db.engine.dispose()
