@@ -142,9 +142,9 @@ def end_read(session: Session) -> None:
     For a transaction that wrote nothing COMMIT and ROLLBACK are the same, but psycopg discards
     every prepared statement of the connection at a ROLLBACK (the transaction might have made or
     dropped the objects they name), and sends DEALLOCATE ALL. Each read request ending in ROLLBACK
-    made the next requests on its connection parse and plan every statement again: a transition
-    after a list read cost PostgreSQL 2.3 ms more CPU (docs/performance.md). A transaction that
-    wrote, or that PostgreSQL aborted, is left as it is."""
+    made the next requests on its connection parse and plan every statement again: a list read and
+    a transition cost PostgreSQL 5.1-6.2 ms of CPU, 2.3-2.7 ms with COMMIT (docs/performance.md).
+    A transaction that wrote, or that PostgreSQL aborted, is left as it is."""
     if not session.in_transaction() or _pending(session):
         return
     connection = session.connection()
