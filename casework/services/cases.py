@@ -326,24 +326,26 @@ _MOVED = (
     "updated_at",
 )
 
+
+def _by_code(column: Any, code: Any) -> Any:
+    """One column of the hospital or expert group a case names, as a scalar subquery, looked up for
+    the one locked row. As four outer joins, PostgreSQL's plan hashed every row of the reference
+    tables on each lock, and planning the lock took twice the CPU (docs/performance.md)."""
+    return select(column).where(column.table.c.code == code).scalar_subquery()
+
+
 _LOCK_COLUMNS = (
     *_CASES.columns,
     *(_PERSONS.c[name] for name in _PERSON_COLUMNS),
-    _HOSPITAL_UNITS.c.name,
-    _HOSPITALS.c.level,
-    _GROUP_UNITS.c.name,
-    _GROUPS.c.level,
+    _by_code(_HOSPITAL_UNITS.c.name, _CASES.c.hospital_code),
+    _by_code(_HOSPITALS.c.level, _CASES.c.hospital_code),
+    _by_code(_GROUP_UNITS.c.name, _CASES.c.referral_group_code),
+    _by_code(_GROUPS.c.level, _CASES.c.referral_group_code),
     open_step_alerts(_CASES.c.id),
 )
 _PERSON_AT = len(_CASE_COLUMNS)  # where the person's columns start in a row of the lock query
 _UNITS_AT = _PERSON_AT + len(_PERSON_COLUMNS)
-_LOCK_FROM = (
-    _CASES.join(_PERSONS, _PERSONS.c.id == _CASES.c.person_id)
-    .outerjoin(_HOSPITALS, _HOSPITALS.c.code == _CASES.c.hospital_code)
-    .outerjoin(_HOSPITAL_UNITS, _HOSPITAL_UNITS.c.code == _CASES.c.hospital_code)
-    .outerjoin(_GROUPS, _GROUPS.c.code == _CASES.c.referral_group_code)
-    .outerjoin(_GROUP_UNITS, _GROUP_UNITS.c.code == _CASES.c.referral_group_code)
-)
+_LOCK_FROM = _CASES.join(_PERSONS, _PERSONS.c.id == _CASES.c.person_id)
 _MOVE_CASE = (
     update(_CASES)
     .where(_CASES.c.id == bindparam("case_id"))
