@@ -41,7 +41,7 @@ from api.extensions import db
 from api.models import IdempotencyRecord
 from api.problems import problem, problem_for_domain_error
 from casework.actor import Actor
-from casework.db import held_transaction, utcnow, write_transaction
+from casework.db import end_transaction, held_transaction, utcnow, write_transaction
 from casework.errors import CaseworkError
 from casework.privacy import log_full_read
 
@@ -90,7 +90,7 @@ def idempotent(view: Callable[..., Any]) -> Callable[..., Any]:
                         return response
                     session.rollback()  # a duplicate: its work never happened
                     return claim.replay(session, taken)
-                session.rollback()
+                end_transaction(session)  # a refusal: what the work wrote, if anything, is undone
         except BaseException:
             session.rollback()
             raise

@@ -145,15 +145,21 @@ def end_read(session: Session) -> None:
     made the next requests on its connection parse and plan every statement again: a list read and
     a transition cost PostgreSQL 5.1-6.2 ms of CPU, 2.3-2.7 ms with COMMIT (docs/performance.md).
     A transaction that wrote, or that PostgreSQL aborted, is left as it is."""
-    if not session.in_transaction() or _pending(session):
-        return
-    connection = session.connection()
-    if connection.info.get(WROTE, True) or not _may_commit(connection):
-        return
+    transaction = session.get_transaction()
+    if transaction is None or not transaction.is_active or _pending(session):
+        return  # none open, or one a failed flush left to be rolled back, or changes not yet sent
     try:
-        session.commit()
+        connection = session.connection()
+        if not connection.info.get(WROTE, True) and _may_commit(connection):
+            session.commit()
     except SQLAlchemyError:
-        session.rollback()  # nothing was written: nothing is lost
+        pass  # the connection was lost: the caller's rollback hands it back to the pool, which drops it
+
+
+def end_transaction(session: Session) -> None:
+    """End the session's transaction: COMMIT if it only read (``end_read``), else ROLLBACK."""
+    end_read(session)
+    session.rollback()
 
 
 def _may_commit(connection: Any) -> bool:
@@ -206,7 +212,7 @@ def write_transaction(session: Session) -> Iterator[Session]:
         yield session
         session.commit()
     except BaseException:
-        session.rollback()
+        end_transaction(session)  # a refusal before any write keeps the prepared statements
         raise
 
 

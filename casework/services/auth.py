@@ -11,7 +11,7 @@ from sqlalchemy import bindparam, delete, func, select
 from sqlalchemy.orm import Session
 
 from casework.actor import Actor
-from casework.db import UTCDateTime, utcnow, write_transaction
+from casework.db import UTCDateTime, end_transaction, utcnow, write_transaction
 from casework.errors import CaseworkError
 from casework.models import AuthToken, LoginFailure, OrgUnit, User
 from casework.passwords import hash_password, verify_password
@@ -58,12 +58,12 @@ def issue_token(
     mine = (LoginFailure.username == username, LoginFailure.client == client, LoginFailure.at > since)
     failures, oldest = session.execute(select(func.count(), func.min(LoginFailure.at)).where(*mine)).one()
     if failures >= THROTTLE_AFTER:
-        session.rollback()
+        end_transaction(session)
         raise LoginThrottled(max(1, int((oldest + THROTTLE_WINDOW - now).total_seconds()) + 1))
     row = session.execute(
         select(User.id, User.password_hash).where(User.username == username, User.active.is_(True))
     ).first()
-    session.rollback()  # end the read before hashing: no snapshot or lock is held meanwhile
+    end_transaction(session)  # end the read before hashing: no snapshot or lock is held meanwhile
     ok = verify_password(row.password_hash if row else _dummy_hash(), password) and row is not None
     with write_transaction(session):
         if not ok:

@@ -116,6 +116,15 @@ def test_an_unkeyed_transition_is_one_transaction(app, confirm, logins, engine_n
     assert tally.transactions == ["begin", "commit"]
 
 
+def test_a_refused_transition_wrote_nothing_and_ends_in_commit(app, confirm, logins):
+    case, data = confirm
+    with counted(app) as tally:
+        response = case.fire(logins["coordinator"], "confirm", data, etag='"7"')
+    assert response.status_code == 412
+    assert tally.kinds == ["SELECT users", "SELECT cases"]  # the version is checked on the lock
+    assert tally.transactions == ["begin", "commit"]  # as good as a rollback, and cheaper after
+
+
 def test_a_read_is_one_query_after_authentication(app, confirm, logins, engine_name):
     case, _ = confirm
     with counted(app) as tally:
