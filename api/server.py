@@ -209,7 +209,7 @@ def _cooperative_psycopg() -> None:
 def _hub_wait(waiting: Any) -> Callable[..., Any]:
     """psycopg's wait protocol on gevent's own watchers: what ``wait_select`` does through the
     patched ``select.select``, without the select emulation's watcher set and timer on every round
-    trip (measured: a fifth less CPU per round trip; docs/performance.md). ``interval`` is for
+    trip (measured: a quarter less worker CPU a transition; docs/performance.md). ``interval`` is for
     Ctrl-C in a blocking wait and means nothing to a greenlet; a wait with a timeout (psycopg uses
     one only for LISTEN's notifies, which nothing here uses) goes to ``wait_select``."""
     waits = {waiting.WAIT_R: (wait_read, waiting.READY_R), waiting.WAIT_W: (wait_write, waiting.READY_W)}

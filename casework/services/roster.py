@@ -29,7 +29,7 @@ from sqlalchemy import DateTime, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from casework.actor import Actor
-from casework.db import SQLITE_IMMEDIATE, UTCDateTime, insert_ignoring_conflicts, utcnow
+from casework.db import SQLITE_IMMEDIATE, WROTE, UTCDateTime, insert_ignoring_conflicts, utcnow
 from casework.errors import Forbidden, ValidationFailed
 from casework.id_number import InvalidIdNumber, parse_id_number
 from casework.models import OrgUnit, Person, PersonCategory
@@ -444,6 +444,7 @@ class _Bulk:
         connection = session.connection()
         self.postgres = connection.dialect.name == "postgresql"
         self.driver = connection.connection.driver_connection
+        connection.info[WROTE] = True  # the driver's own statements pass beside SQLAlchemy's events
         self.source = source
         self.now = now
         self.staged = False

@@ -75,7 +75,7 @@ def test_a_query_waiting_on_the_server_lets_the_other_requests_run(db_url, engin
     assert done.returncode == 0, done.stderr[-2000:]
     order, timing = done.stdout.strip().splitlines()
     # With a wait that blocked the process, the waiter would hold the only thread while the holder
-    # slept: the lock would never be released (joinall's timeout fails the run).
+    # slept: the lock would never be released, and the run would hang until the timeout above.
     assert order == "holder has the lock; holder commits; waiter has the lock"
     answer, ticks = timing.split(", ")
     assert answer == "answer 7"
