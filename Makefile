@@ -39,6 +39,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/transitions.py --seconds 5
 	$(BIN)/python bench/overdue_scan.py --repeat 3
 	$(BIN)/python bench/lists.py --repeat 10
+	$(BIN)/python bench/read_endings.py --requests 200
 
 diagram: $(STAMP)
 	$(BIN)/casework diagram
