@@ -38,7 +38,7 @@ from unittest import mock
 sys.path.sort(key=lambda p: Path(p or ".").resolve() == Path(__file__).resolve().parent)
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import databases, demo_region, logins, procfs, reporting, seeding
+from bench import databases, procfs, reporting, seeding
 
 COUNTY = "533124"  # Longchuan
 HOSPITAL = "H533124-01"
@@ -58,22 +58,8 @@ def main() -> None:
     print(reporting.machine_info())
     rows = []
     with databases.bench_database("postgresql") as db:
-        token = logins.add_login(db, USERNAME, "county_coordinator", COUNTY)
-        uid = logins.user_id(db, USERNAME)
-        longchuan = next(x for x in demo_region.counties(db, datetime.now(UTC).date()) if x.code == COUNTY)
         cases = 4 * args.requests + 100  # two endings, two phases that move cases, with warm-ups
-        plan = seeding.SeedPlan(
-            [longchuan],
-            datetime.now(UTC),
-            overdue=lambda i: False,
-            screened_only=True,
-            disease=DISEASE,
-            actor=(uid, USERNAME, COUNTY),
-        )
-        done = reporting.step(f"postgresql: seed {cases:,} screened cases")
-        seeding.seed(db, plan, 1, cases + 1)
-        databases.analyze(db)
-        done()
+        token, _ = seeding.screened_for_a_coordinator(db, COUNTY, DISEASE, USERNAME, cases)
         requests = _Requests(db, token, iter(range(1, cases + 1)))
         # The endings alternate phase by phase, so that the machine's drift falls on both alike.
         for phase, run in (

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import psycopg
 from sqlalchemy import Table
@@ -202,6 +202,28 @@ def seed(db: BenchDatabase, plan: SeedPlan, start: int, stop: int, chunk: int = 
             writer.write(EVENTS, events)
         writer.commit()
     writer.close()
+
+
+def screened_for_a_coordinator(
+    db: BenchDatabase, county: str, disease: str, username: str, count: int
+) -> tuple[str, int]:
+    """A county coordinator's login, and ``count`` cases of ``disease`` in that county, ids 1 to
+    ``count``, each screened by the coordinator with its screen event; the database analysed.
+    Returns the login's bearer token and user id."""
+    from bench import databases, demo_region, logins, reporting
+
+    token = logins.add_login(db, username, "county_coordinator", county)
+    user_id = logins.user_id(db, username)
+    now = datetime.now(UTC)
+    home = next(x for x in demo_region.counties(db, now.date()) if x.code == county)
+    plan = SeedPlan(
+        [home], now, overdue=lambda i: False, screened_only=True, disease=disease, actor=(user_id, username, county)
+    )
+    done = reporting.step(f"{db.engine}: seed {count:,} screened cases with their screen events")
+    seed(db, plan, 1, count + 1)
+    databases.analyze(db)
+    done()
+    return token, user_id
 
 
 def mark_overdue(db: BenchDatabase, now: datetime, step: int) -> None:

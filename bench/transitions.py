@@ -39,7 +39,7 @@ from pathlib import Path
 sys.path.sort(key=lambda p: Path(p or ".").resolve() == Path(__file__).resolve().parent)
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import databases, demo_region, logins, procfs, reporting, seeding, served_api
+from bench import databases, procfs, reporting, seeding, served_api
 
 COUNTY = "533124"  # Longchuan
 HOSPITAL = "H533124-01"
@@ -318,21 +318,7 @@ def bench_engine(engine: str, args) -> list[dict]:
     total = sum(per_api + per_raw + per_warm for _ in args.clients)
     rows = []
     with databases.bench_database(engine) as db:
-        token = logins.add_login(db, USERNAME, "county_coordinator", COUNTY)
-        uid = logins.user_id(db, USERNAME)
-        longchuan = next(x for x in demo_region.counties(db, datetime.now(UTC).date()) if x.code == COUNTY)
-        plan = seeding.SeedPlan(
-            [longchuan],
-            datetime.now(UTC),
-            overdue=lambda i: False,
-            screened_only=True,
-            disease=DISEASE,
-            actor=(uid, USERNAME, COUNTY),
-        )
-        done = reporting.step(f"{engine}: seed {total:,} screened cases with their screen events")
-        seeding.seed(db, plan, 1, total + 1)
-        databases.analyze(db)
-        done()
+        token, uid = seeding.screened_for_a_coordinator(db, COUNTY, DISEASE, USERNAME, total)
         ids = Ids(total + 1)
         with served_api.Server(db, args.workers) as server:
             idle_rss = server.worker_rss_mb()[0]
