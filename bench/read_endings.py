@@ -39,11 +39,8 @@ sys.path.sort(key=lambda p: Path(p or ".").resolve() == Path(__file__).resolve()
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import databases, procfs, reporting, seeding
+from bench.transitions import COUNTY, DISEASE, HOSPITAL, USERNAME  # the same county, disease and login
 
-COUNTY = "533124"  # Longchuan
-HOSPITAL = "H533124-01"
-DISEASE = "esophageal_cancer"
-USERNAME = "bench.coordinator"
 LIST = "/api/v1/cases?limit=5"
 
 
