@@ -19,7 +19,7 @@ from sqlalchemy.exc import DataError, InterfaceError, OperationalError, SQLAlche
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter
 
-from casework.db import end_read
+from casework.db import end_transaction
 from casework.errors import CaseworkError, Conflict, Forbidden, NotFound, ValidationFailed, VersionMismatch
 from casework.services.auth import AuthenticationFailed, LoginThrottled
 
@@ -186,13 +186,14 @@ def register_error_handlers(app: Flask) -> None:
         # the finished answer with gunicorn's HTML 500. rollback() hands the connection back to the
         # pool (which drops a dead one) before it raises; the answer already made stands. A
         # transaction that only read ends in COMMIT instead, which keeps the connection's prepared
-        # statements (casework/db.py ``end_read``).
+        # statements (casework/db.py ``end_transaction``).
         from api.extensions import db
 
         try:
             if error is None:
-                end_read(db.session())
-            db.session().rollback()
+                end_transaction(db.session())
+            else:
+                db.session().rollback()
         except SQLAlchemyError as exc:
             log.warning("database connection lost while ending a request: %s", type(exc).__name__)
         finally:
