@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -19,16 +20,24 @@ _GROUP = select(ExpertGroup.code, ExpertGroup.level, ExpertGroup.region_code).wh
 
 class DatabaseReferences:
     """Plain rows read in Core on the session's connection: the guards run inside a transition's
-    transaction, and need three columns, not an ORM object in the identity map."""
+    transaction, and need three columns, not an ORM object in the identity map.
 
-    def __init__(self, session: Session) -> None:
+    ``known`` holds hospitals and expert groups already read in this transaction (``None``: no such
+    unit), keyed by ("hospital" or "expert_group", code): those are answered without a query."""
+
+    def __init__(self, session: Session, known: Mapping[tuple[str, str], Any] | None = None) -> None:
         self.session = session
+        self.known = dict(known or {})
 
     def hospital(self, code: str) -> HospitalRef | None:
+        if ("hospital", code) in self.known:
+            return self.known["hospital", code]
         row = self.session.connection().execute(_HOSPITAL, {"code": code}).first()
         return HospitalRef(*row) if row else None
 
     def expert_group(self, code: str) -> ExpertGroupRef | None:
+        if ("expert_group", code) in self.known:
+            return self.known["expert_group", code]
         row = self.session.connection().execute(_GROUP, {"code": code}).first()
         return ExpertGroupRef(*row) if row else None
 

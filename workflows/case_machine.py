@@ -211,6 +211,12 @@ def _check_resistance(rule: str, dst: Mapping[str, Any] | None, secondary: list[
         raise GuardFailed("drug_resistance", "multidrug-resistant TB needs resistance to rifampicin")
 
 
+# The data fields in which an event names a hospital or an expert group, which its guards look up.
+# The service reads the unit so named with the case it locks, in the same round trip.
+HOSPITAL_FIELDS = ("diagnosed_by", "hospital_id")
+GROUP_FIELDS = ("expert_group_id",)
+
+
 def diagnosing_hospital_exists(ctx: EventContext) -> None:
     hospital = ctx.refs.hospital(ctx.data["diagnosed_by"])
     if hospital is None:

@@ -176,7 +176,7 @@ def fire(
 
     with write_transaction(session):
         connection = session.connection()
-        case, alerted = _lock_for_event(connection, case_id, actor)
+        case, alerted, known = _lock_for_event(connection, case_id, actor, data or {})
         if case.version != expected_version:
             raise VersionMismatch(expected_version, case.version)
         if not machine.can_happen(event, case):
@@ -189,7 +189,7 @@ def fire(
 
         loaded, reason = _load_data(rule, data or {}, reason)
         pack = packs()[case.policy_code]
-        ctx = machine.EventContext(case, actor, loaded, pack, DatabaseReferences(session), now)
+        ctx = machine.EventContext(case, actor, loaded, pack, DatabaseReferences(session, known), now)
         holders_before = (case.hospital_code, case.referral_group_code)
         try:
             from_state = machine.trigger(case, event, loaded, ctx)
@@ -342,6 +342,12 @@ _LOCK_COLUMNS = (
     _by_code(_GROUP_UNITS.c.name, _CASES.c.referral_group_code),
     _by_code(_GROUPS.c.level, _CASES.c.referral_group_code),
     open_step_alerts(_CASES.c.id),
+    # The hospital and the expert group the event's data names (machine.HOSPITAL_FIELDS and
+    # GROUP_FIELDS), which its guards look up: level and region, NULL when there is no such unit.
+    _by_code(_HOSPITALS.c.level, bindparam("named_hospital")),
+    _by_code(_HOSPITALS.c.region_code, bindparam("named_hospital")),
+    _by_code(_GROUPS.c.level, bindparam("named_group")),
+    _by_code(_GROUPS.c.region_code, bindparam("named_group")),
 )
 _PERSON_AT = len(_CASE_COLUMNS)  # where the person's columns start in a row of the lock query
 _UNITS_AT = _PERSON_AT + len(_PERSON_COLUMNS)
@@ -372,21 +378,38 @@ class _Unit:
     level: str
 
 
-def _lock_for_event(connection: Any, case_id: int, actor: Actor) -> tuple[SimpleNamespace, bool]:
+def _lock_for_event(
+    connection: Any, case_id: int, actor: Actor, data: dict[str, Any]
+) -> tuple[SimpleNamespace, bool, dict[tuple[str, str], Any]]:
     """The case row locked as ``lock_case`` does (FOR UPDATE; SQLite: already, by BEGIN IMMEDIATE),
-    with everything the machine and the view read and whether it has open overdue alerts (which the
-    event then resolves), in one round trip. The case comes back as a plain object with the row's
-    attributes, which the machine moves and the UPDATE writes back."""
+    with everything the machine and the view read, whether it has open overdue alerts (which the
+    event then resolves) and the units the event's ``data`` names, in one round trip. The case
+    comes back as a plain object with the row's attributes, which the machine moves and the UPDATE
+    writes back; the units as ``DatabaseReferences`` knows them."""
     statement = _lock_statement(actor.role, actor.org_unit_code, actor.org_kind)
-    row = connection.execute(statement, {"case_id": case_id}).first()
+    hospital_code, group_code = _named(data, machine.HOSPITAL_FIELDS), _named(data, machine.GROUP_FIELDS)
+    row = connection.execute(
+        statement, {"case_id": case_id, "named_hospital": hospital_code, "named_group": group_code}
+    ).first()
     if row is None:
         raise NotFound(f"no case {case_id}")
     case = SimpleNamespace(**dict(zip(_CASE_COLUMNS, row[:_PERSON_AT], strict=True)))
     case.person = SimpleNamespace(**dict(zip(_PERSON_COLUMNS, row[_PERSON_AT:_UNITS_AT], strict=True)))
-    hospital_name, hospital_level, group_name, group_level, alerted = row[_UNITS_AT:]
+    hospital_name, hospital_level, group_name, group_level, alerted, *named = row[_UNITS_AT:]
     case.hospital = _Unit(case.hospital_code, hospital_name, hospital_level) if case.hospital_code else None
     case.referral_group = _Unit(case.referral_group_code, group_name, group_level) if case.referral_group_code else None
-    return case, bool(alerted)
+    known: dict[tuple[str, str], Any] = {}
+    if hospital_code is not None:  # level is never NULL for a unit that exists
+        known["hospital", hospital_code] = machine.HospitalRef(hospital_code, *named[:2]) if named[0] else None
+    if group_code is not None:
+        known["expert_group", group_code] = machine.ExpertGroupRef(group_code, *named[2:]) if named[2] else None
+    return case, bool(alerted), known
+
+
+def _named(data: dict[str, Any], fields: tuple[str, ...]) -> str | None:
+    """The code given in the first of ``fields`` that ``data`` has as a string (the data is not
+    validated yet: anything else is left to the event's schema to refuse)."""
+    return next((data[name] for name in fields if isinstance(data.get(name), str)), None)
 
 
 @lru_cache(maxsize=4096)

@@ -76,8 +76,9 @@ def counted(app) -> Iterator[Tally]:
 
 CONFIRM_READS = [
     "SELECT users",  # authentication: token, user and org unit in one joined SELECT
-    "SELECT cases",  # the case locked (FOR UPDATE), with person, hospital, group and "has open alerts"
-    "SELECT hospitals",  # confirm's guard: the diagnosing hospital exists
+    # the case locked (FOR UPDATE), with person, hospital, group, "has open alerts", and the
+    # diagnosing hospital the data names, which confirm's guard looks up
+    "SELECT cases",
 ]
 CONFIRM_WRITES = {
     # state, version and deadline; the history; the read of the full ID number the coordinator is
@@ -113,6 +114,25 @@ def test_an_unkeyed_transition_is_one_transaction(app, confirm, logins, engine_n
         response = case.fire(logins["coordinator"], "confirm", data, etag='"1"')
     assert response.status_code == 200, response.json
     assert tally.kinds == [*CONFIRM_READS, *CONFIRM_WRITES[engine_name]]
+    assert tally.transactions == ["begin", "commit"]
+
+
+@pytest.mark.parametrize(
+    ("named", "error"), [("H999999-99", "no such hospital"), (None, "is a hospital of another province")]
+)
+def test_the_guards_read_the_named_hospital_with_the_case(app, session, confirm, logins, named, error):
+    """The hospital an event names comes with the locked case: a guard that refuses it (no such
+    hospital; one of another province) costs no query of its own either."""
+    from sqlalchemy import select
+
+    from casework.models import Hospital
+
+    case, data = confirm
+    named = named or session.scalar(select(Hospital.code).where(~Hospital.region_code.startswith("53")).limit(1))
+    with counted(app) as tally:
+        response = case.fire(logins["coordinator"], "confirm", {**data, "diagnosed_by": named}, etag='"1"')
+    assert response.status_code == 422 and response.json["errors"] == {"diagnosed_by": [error]}, response.json
+    assert tally.kinds == CONFIRM_READS
     assert tally.transactions == ["begin", "commit"]
 
 
