@@ -87,8 +87,8 @@ SQLiteCompiler.get_from_hint_text = _sqlite_from_hint  # type: ignore[method-ass
 
 
 def configure_engine(engine: Engine) -> None:
-    """Note which transactions write (``end_read``), and install the SQLite pragmas and
-    transaction handling.
+    """Note which transactions write (``end_read``); on PostgreSQL, cursors that describe a result
+    shape once (casework/pg_cursor.py); on SQLite, the pragmas and transaction handling.
 
     pysqlite's own transaction handling issues a deferred BEGIN lazily, so two writers that both
     read first deadlock into "database is locked". We take over BEGIN: write transactions start
@@ -98,6 +98,13 @@ def configure_engine(engine: Engine) -> None:
         return
     engine._casework_configured = True  # type: ignore[attr-defined]
     _note_writes(engine)
+    if engine.dialect.name == "postgresql":
+        from casework.pg_cursor import ShapeCachedCursor
+
+        @event.listens_for(engine, "connect")
+        def _on_pg_connect(dbapi_connection, _record) -> None:
+            dbapi_connection.cursor_factory = ShapeCachedCursor
+
     if engine.dialect.name != "sqlite":
         return
 

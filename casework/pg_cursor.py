@@ -1,0 +1,38 @@
+"""psycopg's cursor, with the description of each result shape built once.
+
+SQLAlchemy reads ``cursor.description`` after every statement that returns rows, and psycopg builds
+it anew each time: a Column object per column, each decoding its name, asking the connection for
+its encoding and looking its type up. Over the API a transition reads some fifty columns (the lock
+query's forty, the authentication's five), and building their descriptions was a tenth of the
+instructions the whole request took (docs/performance.md). A statement gives the same shape every
+time it runs, so the description is kept per shape: the names, type OIDs and modifiers of the
+columns, which with the type's size is all a Column reads from the result."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+
+# Shapes are as many as the statements the code runs; the bound only guards against ad hoc SQL.
+_MAX_SHAPES = 2048
+_described: dict[tuple[Any, ...], list[psycopg.Column]] = {}
+
+
+class ShapeCachedCursor(psycopg.Cursor):
+    """A psycopg cursor whose ``description`` is built once per result shape."""
+
+    @property
+    def description(self) -> list[psycopg.Column] | None:
+        result = self.pgresult
+        if result is None or not result.nfields:
+            return super().description
+        # A column's size is its type's (PQfsize is the type's typlen): name, type and modifier do.
+        shape = tuple([(result.fname(i), result.ftype(i), result.fmod(i)) for i in range(result.nfields)])
+        columns = _described.get(shape)
+        if columns is None:
+            columns = super().description
+            if len(_described) >= _MAX_SHAPES:
+                _described.clear()
+            _described[shape] = columns
+        return list(columns)  # a list of its own: the caller may not change the shared one
