@@ -28,7 +28,8 @@ class ShapeCachedCursor(psycopg.Cursor):
         if result is None or not result.nfields:
             return super().description
         # A column's size is its type's (PQfsize is the type's typlen): name, type and modifier do.
-        shape = tuple([(result.fname(i), result.ftype(i), result.fmod(i)) for i in range(result.nfields)])
+        columns = range(result.nfields)
+        shape = (*map(result.fname, columns), *map(result.ftype, columns), *map(result.fmod, columns))
         columns = _described.get(shape)
         if columns is None:
             columns = super().description
