@@ -33,13 +33,14 @@ browser:
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-# Small sizes, both engines, ~3 minutes; full sizes and the figures: docs/performance.md.
+# Small sizes, both engines, ~5 minutes; full sizes and the figures: docs/performance.md.
 bench: $(STAMP)
 	$(BIN)/python bench/machine_usage.py --n 5000
 	$(BIN)/python bench/transitions.py --seconds 5
 	$(BIN)/python bench/overdue_scan.py --repeat 3
 	$(BIN)/python bench/lists.py --repeat 10
 	$(BIN)/python bench/read_endings.py --requests 200
+	$(BIN)/python bench/instructions.py --count 50
 
 diagram: $(STAMP)
 	$(BIN)/casework diagram

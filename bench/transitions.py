@@ -133,19 +133,13 @@ _MOVES = {"confirm": ("screened", "confirmed", 7), "exclude": ("confirmed", "exc
 def _raw_client(target: Target, ids: list[int], deadline_box: list[float], out: Outcome, gate, keep: list) -> None:
     """The same transaction through the driver alone: the ceiling for the API."""
     sqlite = target.kind == "sqlite"
-    p = "?" if sqlite else "%s"
-    select = _SELECT.format(p=p) + ("" if sqlite else " FOR UPDATE")
-    update, insert = _UPDATE.format(p=p), _INSERT.format(p=p)
-    data = {
-        "confirm": json.dumps({"diagnosis_code": "C15.9", "diagnosed_by": HOSPITAL, "diagnosed_at": "2026-01-01"}),
-        "exclude": "{}",
-    }
     if sqlite:
         conn = databases.BenchDatabase("sqlite", "", Path("."), sqlite_path=Path(target.sqlite_path)).sqlite()
     else:
         import psycopg
 
         conn = psycopg.connect(target.pg_url)
+    move = RawMove(conn, sqlite, target.user_id)
     gate.wait()
     gate.wait()
     deadline = deadline_box[0]
@@ -155,43 +149,50 @@ def _raw_client(target: Target, ids: list[int], deadline_box: list[float], out: 
                 keep.append(conn)  # closed once the parent has read the CPU counters
                 return
             started = time.perf_counter()
-            now = datetime.now(UTC)
-            source, dest, days = _MOVES[event]
-            due = now + timedelta(days=days) if days else None
-            stamp, due = (databases.sqlite_ts(now), due and databases.sqlite_ts(due)) if sqlite else (now, due)
-            if sqlite:
-                conn.execute("BEGIN IMMEDIATE")
-            row = conn.execute(select, (case_id, COUNTY)).fetchone()
-            if row is None or row[1] != version or row[0] != source:
-                conn.execute("ROLLBACK") if sqlite else conn.rollback()
+            if not move(case_id, event, version):
                 out.statuses["conflict"] += 1
                 continue
-            conn.execute(update, (dest, version + 1, stamp, due, stamp, case_id))
-            conn.execute(
-                insert,
-                (
-                    case_id,
-                    version + 1,
-                    event,
-                    source,
-                    dest,
-                    target.user_id,
-                    USERNAME,
-                    COUNTY,
-                    stamp,
-                    stamp,
-                    data[event],
-                    None,
-                ),
-            )
-            if sqlite:
-                conn.execute("COMMIT")
-            else:
-                conn.commit()
             out.latencies.append(time.perf_counter() - started)
             out.statuses[200] += 1
     out.exhausted += 1
     keep.append(conn)
+
+
+class RawMove:
+    """One transition through the driver alone (psycopg or sqlite3 connection ``conn``): lock the
+    row, check state and version, UPDATE cases, INSERT case_events, COMMIT. Calling it returns
+    False, having rolled back, when the case is not in the state and version the event expects."""
+
+    def __init__(self, conn, sqlite: bool, user_id: int) -> None:
+        self.conn, self.sqlite, self.user_id = conn, sqlite, user_id
+        p = "?" if sqlite else "%s"
+        self.select = _SELECT.format(p=p) + ("" if sqlite else " FOR UPDATE")
+        self.update, self.insert = _UPDATE.format(p=p), _INSERT.format(p=p)
+        self.data = {
+            "confirm": json.dumps({"diagnosis_code": "C15.9", "diagnosed_by": HOSPITAL, "diagnosed_at": "2026-01-01"}),
+            "exclude": "{}",
+        }
+
+    def __call__(self, case_id: int, event: str, version: int) -> bool:
+        conn, sqlite = self.conn, self.sqlite
+        now = datetime.now(UTC)
+        source, dest, days = _MOVES[event]
+        due = now + timedelta(days=days) if days else None
+        stamp, due = (databases.sqlite_ts(now), due and databases.sqlite_ts(due)) if sqlite else (now, due)
+        if sqlite:
+            conn.execute("BEGIN IMMEDIATE")
+        row = conn.execute(self.select, (case_id, COUNTY)).fetchone()
+        if row is None or row[1] != version or row[0] != source:
+            conn.execute("ROLLBACK") if sqlite else conn.rollback()
+            return False
+        conn.execute(self.update, (dest, version + 1, stamp, due, stamp, case_id))
+        row = (case_id, version + 1, event, source, dest, self.user_id, USERNAME, COUNTY, stamp, stamp)
+        conn.execute(self.insert, (*row, self.data[event], None))
+        if sqlite:
+            conn.execute("COMMIT")
+        else:
+            conn.commit()
+        return True
 
 
 # --- the load: processes of threads ---------------------------------------------------------------
