@@ -28,8 +28,8 @@ class ShapeCachedCursor(psycopg.Cursor):
         if result is None or not result.nfields:
             return super().description
         # A column's size is its type's (PQfsize is the type's typlen): name, type and modifier do.
-        columns = range(result.nfields)
-        shape = (*map(result.fname, columns), *map(result.ftype, columns), *map(result.fmod, columns))
+        fields = range(result.nfields)
+        shape = (*map(result.fname, fields), *map(result.ftype, fields), *map(result.fmod, fields))
         columns = _described.get(shape)
         if columns is None:
             columns = super().description
