@@ -186,8 +186,8 @@ class RawMove:
             conn.execute("ROLLBACK") if sqlite else conn.rollback()
             return False
         conn.execute(self.update, (dest, version + 1, stamp, due, stamp, case_id))
-        row = (case_id, version + 1, event, source, dest, self.user_id, USERNAME, COUNTY, stamp, stamp)
-        conn.execute(self.insert, (*row, self.data[event], None))
+        history = (case_id, version + 1, event, source, dest, self.user_id, USERNAME, COUNTY, stamp, stamp)
+        conn.execute(self.insert, (*history, self.data[event], None))
         if sqlite:
             conn.execute("COMMIT")
         else:

@@ -21,7 +21,7 @@ def _described(connection, sql: str) -> list[tuple[str, str]]:
     return [(column.name, column.type_display) for column in description]
 
 
-def test_the_app_engine_uses_the_cursor(pg):
+def test_an_engine_set_up_by_configure_engine_uses_the_cursor(pg):
     from casework.pg_cursor import ShapeCachedCursor
 
     assert isinstance(pg.connection.driver_connection.cursor(), ShapeCachedCursor)
