@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import fields
 from datetime import datetime
 from typing import Any
 
@@ -12,8 +13,14 @@ from sqlalchemy.orm import Session
 from casework.models import CaseEvent, ExpertGroup, ExpertGroupPartner, Hospital, HospitalDesignation, OrgUnit
 from workflows.case_machine import ExpertGroupRef, HospitalRef
 
-_HOSPITAL = select(Hospital.code, Hospital.level, Hospital.region_code).where(Hospital.code == bindparam("code"))
-_GROUP = select(ExpertGroup.code, ExpertGroup.level, ExpertGroup.region_code).where(
+# What a guard knows of a hospital or an expert group besides its code: HospitalRef's fields, in
+# order (ExpertGroupRef's are the same), read by the queries below and by the lock of ``fire``.
+UNIT_FIELDS = tuple(field.name for field in fields(HospitalRef) if field.name != "code")
+
+_HOSPITAL = select(Hospital.code, *(Hospital.__table__.c[name] for name in UNIT_FIELDS)).where(
+    Hospital.code == bindparam("code")
+)
+_GROUP = select(ExpertGroup.code, *(ExpertGroup.__table__.c[name] for name in UNIT_FIELDS)).where(
     ExpertGroup.code == bindparam("code")
 )
 

@@ -24,7 +24,7 @@ from casework.db import bound_insert, flush_or_conflict, insert_ignoring_conflic
 from casework.errors import Conflict, Forbidden, NotFound, ValidationFailed, VersionMismatch
 from casework.models import Case, CaseEvent, CaseHolder, ExpertGroup, Hospital, OrgUnit, Person
 from casework.privacy import INSERT_READ, full_read, log_full_read, may_see_any_full_id
-from casework.references import DatabaseReferences, region_chain
+from casework.references import UNIT_FIELDS, DatabaseReferences, region_chain
 from casework.scope import case_scope, person_scope
 from casework.services.alerts import open_step_alerts, resolve_for_case
 from casework.views import case_view
@@ -343,11 +343,9 @@ _LOCK_COLUMNS = (
     _by_code(_GROUPS.c.level, _CASES.c.referral_group_code),
     open_step_alerts(_CASES.c.id),
     # The hospital and the expert group the event's data names (machine.HOSPITAL_FIELDS and
-    # GROUP_FIELDS), which its guards look up: level and region, NULL when there is no such unit.
-    _by_code(_HOSPITALS.c.level, bindparam("named_hospital")),
-    _by_code(_HOSPITALS.c.region_code, bindparam("named_hospital")),
-    _by_code(_GROUPS.c.level, bindparam("named_group")),
-    _by_code(_GROUPS.c.region_code, bindparam("named_group")),
+    # GROUP_FIELDS), as its guards know them (UNIT_FIELDS), NULL when there is no such unit.
+    *(_by_code(_HOSPITALS.c[name], bindparam("named_hospital")) for name in UNIT_FIELDS),
+    *(_by_code(_GROUPS.c[name], bindparam("named_group")) for name in UNIT_FIELDS),
 )
 _PERSON_AT = len(_CASE_COLUMNS)  # where the person's columns start in a row of the lock query
 _UNITS_AT = _PERSON_AT + len(_PERSON_COLUMNS)
@@ -398,11 +396,12 @@ def _lock_for_event(
     hospital_name, hospital_level, group_name, group_level, alerted, *named = row[_UNITS_AT:]
     case.hospital = _Unit(case.hospital_code, hospital_name, hospital_level) if case.hospital_code else None
     case.referral_group = _Unit(case.referral_group_code, group_name, group_level) if case.referral_group_code else None
+    hospital, group = named[: len(UNIT_FIELDS)], named[len(UNIT_FIELDS) :]
     known: dict[tuple[str, str], Any] = {}
-    if hospital_code is not None:  # level is never NULL for a unit that exists
-        known["hospital", hospital_code] = machine.HospitalRef(hospital_code, *named[:2]) if named[0] else None
+    if hospital_code is not None:  # the fields are NOT NULL: all NULL means no such unit
+        known["hospital", hospital_code] = machine.HospitalRef(hospital_code, *hospital) if hospital[0] else None
     if group_code is not None:
-        known["expert_group", group_code] = machine.ExpertGroupRef(group_code, *named[2:]) if named[2] else None
+        known["expert_group", group_code] = machine.ExpertGroupRef(group_code, *group) if group[0] else None
     return case, bool(alerted), known
 
 

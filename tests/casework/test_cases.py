@@ -10,8 +10,8 @@ from sqlalchemy import func, select
 from casework.errors import Conflict, Forbidden, NotFound, ValidationFailed, VersionMismatch
 from casework.models import AccessLog, Case, CaseEvent, CaseHolder, Hospital, HospitalDesignation
 from casework.services.cases import case_events, fire, get_case, read_case, replay, screen
-from tests.casework.helpers import OESOPHAGEAL, Walker, partner_of
-from tests.conftest import LONGCHUAN, actor_for_unit, at, new_person
+from tests.casework.helpers import OESOPHAGEAL, Walker, designated_hospital, expert_group, partner_of
+from tests.conftest import DEHONG, LONGCHUAN, actor_for_unit, at, new_person
 
 NOW = at(2018, 6, 1, 9)
 
@@ -344,3 +344,24 @@ def test_a_referral_accepted_shows_the_new_hospital(session, walk):
         now=NOW,
     )
     assert view["hospital"]["code"] == partner and view["referral"] is None
+
+
+def test_the_lock_knows_a_named_unit_as_the_references_read_it(session, walk):
+    """``fire`` reads the hospital or expert group an event names with the locked case; the guards
+    then get the same refs a query of their own would give, and None for a code that names nothing."""
+    from casework.references import DatabaseReferences
+    from casework.services.cases import _lock_for_event
+
+    case = walk.new_case()
+    hospital = designated_hospital(session, "county")
+    group = expert_group(session, DEHONG)
+    refs = DatabaseReferences(session)
+    for data, kind, code in (
+        ({"diagnosed_by": hospital}, "hospital", hospital),
+        ({"hospital_id": "H999999-99"}, "hospital", "H999999-99"),
+        ({"expert_group_id": group}, "expert_group", group),
+    ):
+        _, _, known = _lock_for_event(session.connection(), case.id, walk.coordinator, data)
+        assert known == {(kind, code): getattr(refs, kind)(code)}
+    assert known["expert_group", group] is not None
+    session.rollback()
