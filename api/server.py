@@ -29,6 +29,7 @@ from gunicorn.http import errors as http_errors
 from gunicorn.workers.ggevent import GeventWorker
 
 from api.problems import MEDIA_TYPE, PROBLEM_TYPE_BASE
+from workflows.policy_pack import packs
 
 # gunicorn's own refusals, before the application sees the request (the rest of ParseException: 400).
 _REFUSALS: tuple[tuple[type[Exception], int, str], ...] = (
@@ -290,6 +291,10 @@ def run(host: str, port: int, workers: int, factory: Callable[[], Any]) -> None:
 
 
 def _serve(host: str, port: int, workers: int, factory: Callable[[], Any]) -> None:
+    # The policy packs are read here, in the master, once: every forked worker has them, instead of
+    # each worker's first request reading and validating the YAML (0.2 s), and a broken pack stops
+    # the start with its error instead of failing the requests that need it.
+    packs()
     _Server(
         {
             "bind": f"{host}:{port}",
