@@ -99,7 +99,7 @@ def main() -> None:
         print(f"  {labels[mode]:<30} {per[mode]:>12,.0f}")
     for top, bottom in (("served", "api"), ("raw", "api"), ("raw", "served")):
         if top in per and bottom in per:
-            print(f"  {top} ÷ {bottom:<22} {per[top] / per[bottom]:>12.2f}")
+            print(f"  {top + ' ÷ ' + bottom:<30} {per[top] / per[bottom]:>12.2f}")
 
 
 def _counted(env: dict[str, str], mode: str, cases: int, first: int) -> int:
