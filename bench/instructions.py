@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import http.client
 import io
-import json
 import os
 import re
 import shutil
@@ -35,7 +34,6 @@ import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 # Run as a script, this folder comes first on sys.path and bench/transitions.py would shadow the
@@ -45,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import databases, procfs, reporting, seeding, served_api
 from bench.databases import ROOT
-from bench.transitions import COUNTY, DISEASE, EVENTS, HOSPITAL, USERNAME, RawMove
+from bench.transitions import COUNTY, DISEASE, EVENTS, USERNAME, RawMove, request_bodies
 
 WARM_UP = 5  # cases moved before the counted ones in every run
 BASE = 20  # cases of the shorter run
@@ -201,18 +199,9 @@ def _raw_move():
     return RawMove(psycopg.connect(os.environ["DATABASE_URL"]), False, int(os.environ["CASEWORK_BENCH_USER"]))
 
 
-def _bodies() -> dict[str, bytes]:
-    diagnosed_at = (datetime.now(UTC) - timedelta(days=1)).isoformat()
-    confirm = {"diagnosis_code": "C15.9", "diagnosed_by": HOSPITAL, "diagnosed_at": diagnosed_at}
-    return {
-        "confirm": json.dumps({"event": "confirm", "data": confirm}).encode(),
-        "exclude": json.dumps({"event": "exclude", "reason": "bench: not eligible"}).encode(),
-    }
-
-
 def _http_move(conn: http.client.HTTPConnection, token: str) -> Callable[[int, str, int], bool]:
     """A transition as an HTTP request on ``conn``, the headers the served bench's clients send."""
-    bodies = _bodies()
+    bodies = request_bodies()
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
 
     def move(case_id: int, event: str, version: int) -> bool:
@@ -229,7 +218,7 @@ def _api_move() -> Callable[[int, str, int], bool]:
     from api.app import create_app
 
     app = create_app()
-    bodies = _bodies()
+    bodies = request_bodies()
     authorization = f"Bearer {os.environ['CASEWORK_BENCH_TOKEN']}"
 
     def move(case_id: int, event: str, version: int) -> bool:

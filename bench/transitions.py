@@ -77,17 +77,18 @@ class Outcome:
 # --- one client thread ----------------------------------------------------------------------------
 
 
-def _http_client(target: Target, ids: list[int], deadline_box: list[float], out: Outcome, gate, keep: list) -> None:
+def request_bodies() -> dict[str, bytes]:
+    """The JSON body of each event's request: confirm (diagnosed yesterday at HOSPITAL), exclude."""
     diagnosed_at = (datetime.now(UTC) - timedelta(days=1)).isoformat()
-    bodies = {
-        "confirm": json.dumps(
-            {
-                "event": "confirm",
-                "data": {"diagnosis_code": "C15.9", "diagnosed_by": HOSPITAL, "diagnosed_at": diagnosed_at},
-            }
-        ).encode(),
+    confirm = {"diagnosis_code": "C15.9", "diagnosed_by": HOSPITAL, "diagnosed_at": diagnosed_at}
+    return {
+        "confirm": json.dumps({"event": "confirm", "data": confirm}).encode(),
         "exclude": json.dumps({"event": "exclude", "reason": "bench: not eligible"}).encode(),
     }
+
+
+def _http_client(target: Target, ids: list[int], deadline_box: list[float], out: Outcome, gate, keep: list) -> None:
+    bodies = request_bodies()
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {target.token}"}
     conn = http.client.HTTPConnection("127.0.0.1", target.port, timeout=60)
     conn.connect()
