@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from casework.actor import Actor
 from casework.db import UTCDateTime, end_transaction, utcnow, write_transaction
+from casework.direct_sql import DirectStatement
 from casework.errors import CaseworkError
 from casework.models import AuthToken, LoginFailure, OrgUnit, User
 from casework.passwords import hash_password, verify_password
@@ -84,8 +85,9 @@ def _dummy_hash() -> str:
     return hash_password(secrets.token_urlsafe(16))
 
 
-# Token, user and org unit in one query, built once (it runs on every request).
-_ACTOR_OF_TOKEN = (
+# Token, user and org unit in one query, built once and run on the driver's cursor (it runs on
+# every request).
+_ACTOR_OF_TOKEN = DirectStatement(
     select(User.id, User.username, User.role, User.org_unit_code, OrgUnit.kind)
     .join(AuthToken, AuthToken.user_id == User.id)
     .outerjoin(OrgUnit, OrgUnit.code == User.org_unit_code)
@@ -101,8 +103,7 @@ _ACTOR_OF_TOKEN = (
 def authenticate(session: Session, token: str, now: datetime | None = None) -> Actor:
     """The actor a bearer token stands for: token, user and org unit in one query."""
     now = now or utcnow()
-    # Core execution on the session's connection: plain columns need none of the ORM's work.
-    row = session.connection().execute(_ACTOR_OF_TOKEN, {"digest": _digest(token), "now": now}).first()
+    row = _ACTOR_OF_TOKEN.first(session.connection(), {"digest": _digest(token), "now": now})
     if row is None:
         raise AuthenticationFailed("the token is unknown, expired or revoked")
     user_id, username, role, unit_code, unit_kind = row

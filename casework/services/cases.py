@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, joinedload
 
 from casework.actor import Actor
 from casework.db import bound_insert, flush_or_conflict, insert_ignoring_conflicts, utcnow, write_transaction
+from casework.direct_sql import DirectStatement
 from casework.errors import Conflict, Forbidden, NotFound, ValidationFailed, VersionMismatch
 from casework.models import Case, CaseEvent, CaseHolder, ExpertGroup, Hospital, OrgUnit, Person
 from casework.privacy import INSERT_READ, full_read, log_full_read, may_see_any_full_id
@@ -386,9 +387,7 @@ def _lock_for_event(
     writes back; the units as ``DatabaseReferences`` knows them."""
     statement = _lock_statement(actor.role, actor.org_unit_code, actor.org_kind)
     hospital_code, group_code = _named(data, machine.HOSPITAL_FIELDS), _named(data, machine.GROUP_FIELDS)
-    row = connection.execute(
-        statement, {"case_id": case_id, "named_hospital": hospital_code, "named_group": group_code}
-    ).first()
+    row = statement.first(connection, {"case_id": case_id, "named_hospital": hospital_code, "named_group": group_code})
     if row is None:
         raise NotFound(f"no case {case_id}")
     case = SimpleNamespace(**dict(zip(_CASE_COLUMNS, row[:_PERSON_AT], strict=True)))
@@ -412,11 +411,11 @@ def _named(data: dict[str, Any], fields: tuple[str, ...]) -> str | None:
 
 
 @lru_cache(maxsize=4096)
-def _lock_statement(role: str, org_unit_code: str, org_kind: str) -> Any:
-    """The lock query for one scope, built once: building a statement and its cache key costs more
-    than running the compiled one. The scope depends on these three fields of the actor only."""
+def _lock_statement(role: str, org_unit_code: str, org_kind: str) -> DirectStatement:
+    """The lock query for one scope, built and compiled once, run on the driver's cursor. The scope
+    depends on these three fields of the actor only."""
     scope = case_scope(Actor(None, "", role, org_unit_code, org_kind))
-    return (
+    return DirectStatement(
         select(*_LOCK_COLUMNS)
         .select_from(_LOCK_FROM)
         .where(_CASES.c.id == bindparam("case_id"), scope)
@@ -509,22 +508,26 @@ def _move(connection: Any, case: Any, event_row: dict[str, Any], read: dict[str,
     params = {f"new_{name}": getattr(case, name) for name in _MOVED} | {"case_id": case.id} | event_row | (read or {})
     try:
         if connection.dialect.name == "postgresql":
-            connection.execute(_MOVE_AND_RECORD[read is not None], params)
+            _MOVE_AND_RECORD[read is not None].run(connection, params)
             return
-        connection.execute(_MOVE_CASE, params)
+        _DIRECT_MOVE_CASE.run(connection, params)
     except IntegrityError:
         # Reopening beside a newer open case for the same disease trips the partial unique index.
         raise Conflict("this person already has an open case for this disease") from None
-    connection.execute(_INSERT_EVENT, params)
+    _DIRECT_INSERT_EVENT.run(connection, params)
     if read is not None:
-        connection.execute(INSERT_READ, params)
+        _DIRECT_INSERT_READ.run(connection, params)
 
 
 _INSERT_EVENT = bound_insert(CaseEvent.__table__, "event_")
+# The writes of ``_move``, run on the driver's cursor (casework/direct_sql.py).
 _MOVE_AND_RECORD = {
-    False: _INSERT_EVENT.add_cte(_MOVE_CASE.cte("moved")),
-    True: _INSERT_EVENT.add_cte(_MOVE_CASE.cte("moved")).add_cte(INSERT_READ.cte("logged")),
+    False: DirectStatement(_INSERT_EVENT.add_cte(_MOVE_CASE.cte("moved"))),
+    True: DirectStatement(_INSERT_EVENT.add_cte(_MOVE_CASE.cte("moved")).add_cte(INSERT_READ.cte("logged"))),
 }
+_DIRECT_MOVE_CASE = DirectStatement(_MOVE_CASE)
+_DIRECT_INSERT_EVENT = DirectStatement(_INSERT_EVENT)
+_DIRECT_INSERT_READ = DirectStatement(INSERT_READ)
 
 
 def _hold(session: Session, case_id: int, org_unit_code: str) -> None:
