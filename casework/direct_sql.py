@@ -99,13 +99,15 @@ def _compile(statement: Executable, dialect: Dialect) -> _Compiled:
         raise ValueError("a statement with Python-side column defaults cannot run directly")
     if "POSTCOMPILE" in compiled.string:  # an expanding IN, which SQLAlchemy renders per execution
         raise ValueError("a statement with an expanding parameter cannot run directly")
+    if compiled.escaped_bind_names:  # type: ignore[attr-defined]
+        raise ValueError("a statement whose parameter names need escaping cannot run directly")
     binds = {}
     for name, bind in compiled.binds.items():  # type: ignore[attr-defined]
         process = bind.type.dialect_impl(dialect).bind_processor(dialect)
         if process is not None:
             binds[name] = process
     # Values the statement carries itself (the scope's codes, IN lists), with every parameter the
-    # caller must give left out, so a missing one fails in the driver instead of binding NULL.
+    # caller must give left out, so a missing one fails instead of binding NULL.
     constants = {
         name: binds[name](bind.value) if name in binds else bind.value
         for bind, name in compiled.bind_names.items()  # type: ignore[attr-defined]
