@@ -4,6 +4,7 @@ statements run by SQLAlchemy do, on both engines."""
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import Any
 
 import pytest
 from sqlalchemy import bindparam, event, exc, insert, select, text, update
@@ -55,24 +56,29 @@ def test_a_scope_keeps_other_counties_cases_out(session, walker):
         assert stranger.first(session.connection(), params) is None
 
 
+def _event_insert(seq: int, at: Any, data: Any) -> DirectStatement:
+    """An INSERT of a history row of the case ``id``, numbered ``seq``."""
+    return DirectStatement(
+        insert(CaseEvent).values(
+            case_id=bindparam("id"),
+            seq=seq,
+            event="note",
+            to_state="screened",
+            actor_username="tester",
+            at=at,
+            occurred_at=at,
+            data=data,
+        )
+    )
+
+
 def test_writes_bind_values_through_their_types(session, walker):
     """An aware datetime and a JSON document written directly read back through the ORM as written."""
     case = walker.new_case()
     session.rollback()
     moved_at = datetime(2025, 6, 3, 1, 2, 3, 456789, tzinfo=NOW.tzinfo)
     move = DirectStatement(update(Case).where(Case.id == bindparam("id")).values(updated_at=bindparam("at")))
-    record = DirectStatement(
-        insert(CaseEvent).values(
-            case_id=bindparam("id"),
-            seq=2,
-            event="note",
-            to_state="screened",
-            actor_username="tester",
-            at=bindparam("at"),
-            occurred_at=bindparam("at"),
-            data=bindparam("data"),
-        )
-    )
+    record = _event_insert(seq=2, at=bindparam("at"), data=bindparam("data"))
     with session.begin():
         assert move.run(session.connection(), {"id": case.id, "at": moved_at}) == 1
         record.run(session.connection(), {"id": case.id, "at": moved_at, "data": {"说明": "补充材料", "n": 2}})
@@ -107,18 +113,7 @@ def test_a_unique_violation_is_sqlalchemys_integrity_error_and_rolls_back(sessio
     IntegrityError, without the parameters, and the transaction must end cleanly."""
     case_id = walker.new_case().id
     session.rollback()
-    copy = DirectStatement(
-        insert(CaseEvent).values(
-            case_id=bindparam("id"),
-            seq=1,
-            event="screen",
-            to_state="screened",
-            actor_username="x",
-            at=utcnow(),
-            occurred_at=utcnow(),
-            data={},
-        )
-    )
+    copy = _event_insert(seq=1, at=utcnow(), data={})
     with pytest.raises(exc.IntegrityError) as raised, session.begin():
         copy.run(session.connection(), {"id": case_id})  # seq 1 is the screen event already there
     assert "parameters hidden" in str(raised.value)  # they may hold personal data, as the engine's do
