@@ -2,9 +2,9 @@
 
 SQLAlchemy spends more CPU around the driver's execution of a compiled statement than the driver
 spends sending it and reading its answer: a cache key and a cache lookup, an execution context, a
-result object with its metadata (245 against 100 µs for the locking read, docs/performance.md).
-A transition runs three such statements; running them on the driver's cursor took a fifth of
-the instructions of the whole request away. A ``DirectStatement`` keeps the statement written in
+result object with its metadata. A transition runs three such statements; running them on the
+driver's cursor took a fifth of the instructions of the whole request away (docs/performance.md,
+issue 12's seventh pass). A ``DirectStatement`` keeps the statement written in
 Core, compiles it once per dialect, and runs it on the DBAPI cursor of the caller's connection,
 inside its transaction. What SQLAlchemy does there that matters is kept:
 
