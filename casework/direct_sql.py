@@ -12,8 +12,9 @@ inside its transaction. What SQLAlchemy does there that matters is kept:
   JSON, SQLite's dates and booleans);
 - the engine's ``before_cursor_execute`` and ``after_cursor_execute`` listeners hear the statement
   (the note of which transactions wrote, the tests that count statements);
-- a driver error is raised as SQLAlchemy's (``IntegrityError``, ``OperationalError``), and a
-  lost connection is invalidated, so the pool opens a new one.
+- an error goes through SQLAlchemy's own handling: raised as its exception (``IntegrityError``,
+  ``OperationalError``), and a lost connection invalidated with the pooled ones opened before it,
+  so each worker answers one 503 after a database restart and heals.
 
 Only statements without Python-side column defaults qualify: SQLAlchemy computes those per
 execution, and this path would not.
@@ -25,7 +26,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import exc
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.sql import Executable, Select
 
@@ -80,11 +80,15 @@ class DirectStatement:
             connection.dispatch.before_cursor_execute(connection, cursor, compiled.sql, parameters, None, False)
             cursor.execute(compiled.sql, parameters)
             connection.dispatch.after_cursor_execute(connection, cursor, compiled.sql, parameters, None, False)
-            return cursor.fetchall() if fetch else cursor.rowcount
-        except connection.dialect.loaded_dbapi.Error as error:
-            _raise_as_sqlalchemy(connection, error, compiled.sql, parameters, cursor)
-        finally:
-            cursor.close()
+            answer = cursor.fetchall() if fetch else cursor.rowcount
+        except BaseException as error:
+            # SQLAlchemy's own handling, as for a statement it runs: its exception classes, the
+            # cursor closed, and for a lost connection (or a statement interrupted: a timeout, a
+            # greenlet killed) the connection invalidated, with every pooled one opened before it.
+            # The one private call here.
+            connection._handle_dbapi_exception(error, compiled.sql, parameters, cursor, None)
+        cursor.close()
+        return answer
 
     def _for(self, dialect: Dialect) -> _Compiled:
         compiled = self._compiled.get(dialect.name)
@@ -121,20 +125,3 @@ def _compile(statement: Executable, dialect: Dialect) -> _Compiled:
                 results.append((i, process))
     positions = tuple(compiled.positiontup) if compiled.positional else None  # type: ignore[attr-defined]
     return _Compiled(compiled.string, positions, constants, binds, tuple(results))
-
-
-def _raise_as_sqlalchemy(connection: Connection, error: Exception, sql: str, parameters: Any, cursor: Any) -> None:
-    """Raise the driver's error as SQLAlchemy would, invalidating a connection that was lost."""
-    dialect = connection.dialect
-    lost = dialect.is_disconnect(error, connection.connection.dbapi_connection, cursor)
-    if lost:
-        connection.invalidate(error)
-    raise exc.DBAPIError.instance(
-        sql,
-        parameters,
-        error,
-        dialect.loaded_dbapi.Error,
-        hide_parameters=True,  # parameters hold personal data; the engine hides them too
-        connection_invalidated=lost,
-        dialect=dialect,
-    ) from error

@@ -7,10 +7,11 @@ from datetime import date, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import bindparam, event, exc, insert, select, text, update
+from sqlalchemy import bindparam, create_engine, event, exc, insert, select, text, update
 from sqlalchemy.orm import Session
 
-from casework.db import utcnow
+from api.config import engine_options
+from casework.db import configure_engine, utcnow
 from casework.direct_sql import DirectStatement
 from casework.models import Case, CaseEvent, Person
 from casework.services.cases import _lock_statement
@@ -54,6 +55,15 @@ def test_a_scope_keeps_other_counties_cases_out(session, walker):
     with session.begin():
         assert own.first(session.connection(), params) is not None
         assert stranger.first(session.connection(), params) is None
+
+
+@pytest.fixture
+def app_engine(db_url):
+    """An engine with the app's options (api/config.py): parameters hidden, no pre-ping."""
+    engine = create_engine(db_url, **engine_options(db_url))
+    configure_engine(engine)
+    yield engine
+    engine.dispose()
 
 
 def _event_insert(seq: int, at: Any, data: Any) -> DirectStatement:
@@ -108,16 +118,18 @@ def test_listeners_hear_each_statement(session, engine, walker):
     assert [verb for verb in heard if verb != "BEGIN"] == ["SELECT", "UPDATE"]
 
 
-def test_a_unique_violation_is_sqlalchemys_integrity_error_and_rolls_back(session, walker):
+def test_a_unique_violation_is_sqlalchemys_integrity_error_and_rolls_back(session, walker, app_engine):
     """``fire`` turns it into a 409 (reopening beside an open case): it must arrive as SQLAlchemy's
-    IntegrityError, without the parameters, and the transaction must end cleanly."""
+    IntegrityError, without the parameters (the app's engine hides them: they may hold personal
+    data), and the transaction must end cleanly."""
     case_id = walker.new_case().id
     session.rollback()
     copy = _event_insert(seq=1, at=utcnow(), data={})
-    with pytest.raises(exc.IntegrityError) as raised, session.begin():
-        copy.run(session.connection(), {"id": case_id})  # seq 1 is the screen event already there
-    assert "parameters hidden" in str(raised.value)  # they may hold personal data, as the engine's do
-    assert session.scalar(select(Case.state).where(Case.id == case_id)) == "screened"
+    with Session(app_engine) as other:
+        with pytest.raises(exc.IntegrityError) as raised, other.begin():
+            copy.run(other.connection(), {"id": case_id})  # seq 1 is the screen event already there
+        assert "parameters hidden" in str(raised.value)
+        assert other.scalar(select(Case.state).where(Case.id == case_id)) == "screened"
 
 
 def test_a_missing_parameter_fails_instead_of_binding_null(session, walker):
@@ -155,3 +167,40 @@ def test_a_lost_connection_is_invalidated_and_the_next_transaction_gets_a_new_on
         with doomed.begin():
             assert read.rows(doomed.connection(), {"id": case_id}) == [("screened",)]
             assert doomed.scalar(text("SELECT pg_backend_pid()")) != pid
+
+
+def test_a_database_restart_costs_one_failed_statement_not_one_per_pooled_connection(app_engine, engine_name, engine):
+    """After a restart every pooled connection is dead. The first statement that finds out must
+    retire them all, as SQLAlchemy does for its own statements: each worker answers one 503, not
+    one per connection in its pool (config.engine_options runs without pre-ping)."""
+    if engine_name != "postgresql":
+        pytest.skip("SQLite has no connections to lose")
+    read = DirectStatement(select(text("1")))
+    first, second = app_engine.connect(), app_engine.connect()
+    pids = [c.exec_driver_sql("SELECT pg_backend_pid()").scalar() for c in (first, second)]
+    first.close()  # both back in the pool, both still open
+    second.close()
+    with engine.connect() as admin:
+        for pid in pids:
+            admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    with Session(app_engine) as doomed, pytest.raises(exc.OperationalError):
+        read.rows(doomed.connection(), {})
+    with Session(app_engine) as healed:
+        assert read.rows(healed.connection(), {}) == [(1,)]
+
+
+def test_a_statement_interrupted_by_a_timeout_leaves_no_connection_half_used(app_engine):
+    """gevent's Timeout and a killed greenlet's GreenletExit are BaseExceptions raised mid-protocol:
+    the connection cannot go back to the pool in an unknown state."""
+    import gevent
+
+    connection = app_engine.connect()
+    interrupt = lambda *_: (_ for _ in ()).throw(gevent.Timeout())  # noqa: E731
+    event.listen(app_engine, "before_cursor_execute", interrupt)
+    try:
+        with pytest.raises(gevent.Timeout):
+            DirectStatement(select(text("1"))).rows(connection, {})
+    finally:
+        event.remove(app_engine, "before_cursor_execute", interrupt)
+    assert connection.invalidated
+    connection.close()
