@@ -40,6 +40,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/overdue_scan.py --repeat 3
 	$(BIN)/python bench/lists.py --repeat 10
 	$(BIN)/python bench/read_endings.py --requests 200
+	$(BIN)/python bench/statements.py --runs 500
 	$(BIN)/python bench/instructions.py --count 50
 
 diagram: $(STAMP)
