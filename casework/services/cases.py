@@ -165,11 +165,12 @@ def fire(
     """Fire ``event`` on a case the actor last saw at ``expected_version``; returns the case view
     after the event, as the actor may see it.
 
-    The hot path of the API, so it runs as plain Core statements on the session's connection: one
-    locking read of everything the machine and the view need, one UPDATE, one INSERT of the event
-    (and of the access-log row when the view shows the full ID), the three writes one statement on
-    PostgreSQL (``_move``). The ORM's unit of work cost about a third of a transition's CPU and
-    bought nothing here: the case is written back field by field."""
+    The hot path of the API, so it runs as Core statements on the driver's cursor of the session's
+    connection (casework/direct_sql.py): one locking read of everything the machine and the view
+    need, one UPDATE, one INSERT of the event (and of the access-log row when the view shows the
+    full ID), the three writes one statement on PostgreSQL (``_move``). The ORM's unit of work cost
+    about a third of a transition's CPU and bought nothing here: the case is written back field by
+    field."""
     now = now or utcnow()
     rule = machine.RULES.get(event)
     if rule is None:
