@@ -2,11 +2,13 @@
 
 SQLAlchemy reads ``cursor.description`` after every statement that returns rows, and psycopg builds
 it anew each time: a Column object per column, each decoding its name, asking the connection for
-its encoding and looking its type up. Over the API a transition reads some fifty columns (the lock
+its encoding and looking its type up. Over the API a transition read some fifty columns (the lock
 query's forty, the authentication's five), and building their descriptions was a tenth of the
-instructions the whole request took (docs/performance.md). A statement gives the same shape every
-time it runs, so the description is kept per shape: the names, type OIDs and modifiers of the
-columns, which with the type's size is all a Column reads from the result."""
+instructions the whole request took (docs/performance.md, fifth pass). Those statements now run on
+the driver's cursor and read no description (casework/direct_sql.py); the case reads, the lists
+and the ORM still do. A statement gives the same shape every time it runs, so the description is
+kept per shape: the names, type OIDs and modifiers of the columns, which with the type's size is
+all a Column reads from the result."""
 
 from __future__ import annotations
 

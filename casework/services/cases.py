@@ -470,7 +470,7 @@ def _messages(value: Any) -> list[str]:
 def _append_event(session: Session, row: dict[str, Any]) -> None:
     """Append an event (``_event_row``) to its case's history: an INSERT now, not at the next
     flush, since the case row it refers to already exists."""
-    session.connection().execute(_INSERT_EVENT, row)
+    _DIRECT_INSERT_EVENT.run(session.connection(), row)
 
 
 def _event_row(
