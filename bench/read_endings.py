@@ -24,13 +24,11 @@ client CPU per request, and COMMIT ÷ ROLLBACK for each.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from unittest import mock
 
@@ -40,7 +38,7 @@ sys.path.sort(key=lambda p: Path(p or ".").resolve() == Path(__file__).resolve()
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import databases, procfs, reporting, seeding
-from bench.transitions import COUNTY, DISEASE, HOSPITAL, USERNAME  # the same county, disease and login
+from bench.transitions import COUNTY, DISEASE, USERNAME, request_bodies  # the same county, disease, login, bodies
 
 LIST = "/api/v1/cases?limit=5"
 
@@ -92,12 +90,8 @@ class _Requests:
         self.db = db
         self.case_ids = case_ids
         self.headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
-        diagnosed_at = (datetime.now(UTC) - timedelta(days=1)).isoformat()
-        confirm = {"diagnosis_code": "C15.9", "diagnosed_by": HOSPITAL, "diagnosed_at": diagnosed_at}
-        self.events = (
-            (json.dumps({"event": "confirm", "data": confirm}), '"1"'),
-            (json.dumps({"event": "exclude", "reason": "bench: not eligible"}), '"2"'),
-        )
+        bodies = request_bodies()
+        self.events = ((bodies["confirm"], '"1"'), (bodies["exclude"], '"2"'))
 
     def transitions(self, count: int) -> int:
         """``count`` cases moved twice; returns the requests made."""
